@@ -1,0 +1,68 @@
+# callkeeper: the two set-up commands are `make start` (run the app) and `make test` (run the checks).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+AZURITE_DIR := .azurite
+
+.PHONY: start stop test lint typecheck pytest infra-check bench soak clean
+
+# --- dependencies, installed from the project's own files -------------------------------------
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# checkov pins many packages of its own, so it lives in a virtual environment apart from the app's.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+local.settings.json:
+	cp local.settings.sample.json local.settings.json
+
+# --- run the app locally ----------------------------------------------------------------------
+start:
+	@command -v func >/dev/null 2>&1 || { \
+	  echo "Azure Functions Core Tools v4 ('func') is not installed."; \
+	  echo "Install it: https://learn.microsoft.com/azure/azure-functions/functions-run-local"; \
+	  echo "  e.g. 'npm install --global azure-functions-core-tools@4' or 'brew install azure-functions-core-tools@4'"; \
+	  exit 1; }
+	@$(MAKE) --no-print-directory $(VENV)/.installed node_modules/.installed local.settings.json
+	@bash scripts/azurite.sh start $(AZURITE_DIR)
+	. $(VENV)/bin/activate && func start
+
+stop:
+	@bash scripts/azurite.sh stop $(AZURITE_DIR)
+
+# --- checks (what CI runs) --------------------------------------------------------------------
+test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared
+	$(CHECKOV_VENV)/bin/python scripts/check_infra.py
+	$(PY) -m pytest --cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=85
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy shared
+
+infra-check: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/python scripts/check_infra.py
+
+pytest: $(VENV)/.installed node_modules/.installed
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules $(AZURITE_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage

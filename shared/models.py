@@ -1,0 +1,191 @@
+"""Call records and their one mapping each way: validation, table entity and JSON.
+
+Table layout (see docs/architecture.md): the RowKey is the SHA-256 of the callId in hex and the
+PartitionKey the first hex digits of that hash, so a lookup by callId is one point read, calls
+spread evenly over `PARTITIONS` partitions, and no character of a callId ever reaches a key (real
+Table Storage mishandles `%` and others in keys). The callId itself is kept in the `CallId` property.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import InvalidCallId, InvalidMetadata, InvalidTenantId
+from shared.settings import GUID_RE
+
+MAX_CALL_ID_LENGTH = 256
+MAX_METADATA_BYTES = 4096
+PARTITIONS = 64
+_FORBIDDEN_CALL_ID_CHARS = frozenset("/\\#?")
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, to the millisecond (what the API shows)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """ISO 8601 UTC ending in Z, to the millisecond."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def call_id_problem(value: object) -> str | None:
+    """Why `value` can never be a callId, or None when it is a valid one."""
+    if not isinstance(value, str):
+        return "callId must be a string"
+    if not 1 <= len(value) <= MAX_CALL_ID_LENGTH:
+        return f"callId must be 1 to {MAX_CALL_ID_LENGTH} characters long"
+    for ch in value:
+        code = ord(ch)
+        if ch in _FORBIDDEN_CALL_ID_CHARS:
+            return "callId must not contain '/', '\\', '#' or '?'"
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            return "callId must not contain control characters"
+        if ch.isspace():
+            return "callId must not contain whitespace"
+        if 0xD800 <= code <= 0xDFFF:
+            return "callId must be valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+def validate_call_id(value: object) -> str:
+    problem = call_id_problem(value)
+    if problem is not None:
+        raise InvalidCallId(problem)
+    assert isinstance(value, str)
+    return value
+
+
+def validate_tenant_id(value: object) -> str | None:
+    """A GUID, lowercased; None (absent or JSON null) means 'not given'."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not GUID_RE.match(value):
+        raise InvalidTenantId("tenantId must be a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47")
+    return value.lower()
+
+
+def validate_metadata(value: object) -> dict[str, str]:
+    """An object of string values, at most 4,096 bytes as compact UTF-8 JSON; None means {}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidMetadata("metadata must be an object whose values are strings")
+    try:
+        size = len(_compact_json(value).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidMetadata("metadata must be valid Unicode") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadata(f"metadata must be at most {MAX_METADATA_BYTES} bytes as compact JSON (got {size})")
+    return dict(value)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def call_keys(call_id: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a callId: both derived from its SHA-256, so always safe as keys."""
+    digest = hashlib.sha256(call_id.encode("utf-8")).hexdigest()
+    return partition_of(digest), digest
+
+
+def partition_of(row_key: str) -> str:
+    return f"{int(row_key[:2], 16) % PARTITIONS:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One registered call, as stored and as shown by the API."""
+
+    call_id: str
+    tenant_id: str | None
+    registered_at: datetime
+    registration_id: str
+    last_keepalive_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return call_keys(self.call_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "callId": self.call_id,
+            "tenantId": self.tenant_id,
+            "registeredAt": format_time(self.registered_at),
+            "lastKeepAliveAt": format_time(self.last_keepalive_at),
+            "lastStatus": self.last_status,
+            "lastError": self.last_error,
+            "consecutiveFailures": self.consecutive_failures,
+            "metadata": dict(self.metadata),
+        }
+
+    def to_entity(self) -> dict[str, Any]:
+        """The table entity. Null fields are left out (Table Storage stores no nulls)."""
+        partition_key, row_key = self.keys
+        entity: dict[str, Any] = {
+            "PartitionKey": partition_key,
+            "RowKey": row_key,
+            "CallId": self.call_id,
+            "RegisteredAt": self.registered_at,
+            "RegistrationId": self.registration_id,
+            "ConsecutiveFailures": self.consecutive_failures,
+            "Metadata": _compact_json(dict(self.metadata)),
+        }
+        optional = {
+            "TenantId": self.tenant_id,
+            "LastKeepAliveAt": self.last_keepalive_at,
+            "LastStatus": self.last_status,
+            "LastError": self.last_error,
+        }
+        entity.update({name: value for name, value in optional.items() if value is not None})
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Mapping[str, Any]) -> CallRecord:
+        metadata = getattr(entity, "metadata", None) or {}
+        last_status = entity.get("LastStatus")
+        return cls(
+            call_id=entity["CallId"],
+            tenant_id=entity.get("TenantId"),
+            registered_at=_as_utc(entity["RegisteredAt"]),
+            registration_id=entity["RegistrationId"],
+            last_keepalive_at=_as_utc(entity.get("LastKeepAliveAt")),
+            last_status=int(last_status) if last_status is not None else None,
+            last_error=entity.get("LastError"),
+            consecutive_failures=int(entity.get("ConsecutiveFailures", 0)),
+            metadata=json.loads(entity.get("Metadata") or "{}"),
+            etag=metadata.get("etag"),
+        )
+
+    def with_result(self, *, now: datetime, status: int | None, error: str | None, ok: bool) -> CallRecord:
+        """The record after one keepAlive attempt."""
+        if ok:
+            return replace(self, last_keepalive_at=now, last_status=status, last_error=None, consecutive_failures=0)
+        return replace(self, last_status=status, last_error=error, consecutive_failures=self.consecutive_failures + 1)
+
+
+def _as_utc(value: Any) -> Any:
+    """A stored time as a plain timezone-aware UTC datetime (the SDK hands back its own subclass)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
+    )

@@ -1,0 +1,277 @@
+"""Azure Table Storage and Queue Storage: the clients, the call store and the storage error boundary.
+
+Every SDK call goes through `storage_errors()`, which turns an unreachable or failing service into
+`StorageUnavailable` (the API's `503 storageUnavailable`). A callId only ever reaches the table as a
+key derived from its hash (see `models.call_keys`), never inside a filter string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from shared.errors import InvalidRequest, StorageUnavailable
+from shared.models import CallRecord, call_keys
+from shared.settings import Settings, StorageSettings
+
+logger = logging.getLogger(__name__)
+
+# Small retry budget: an unreachable account must answer 503 quickly, not hang the bot's request.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "retry_backoff_max": 2,
+    "connection_timeout": 5,
+    "read_timeout": 20,
+}
+_RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
+
+
+@contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Turn a storage fault into `StorageUnavailable`; let ordinary answers (404, 409, 412) through."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
+        logger.error("storage unavailable action=%s error=%s", action, type(error).__name__)
+        raise StorageUnavailable("Storage is unavailable; try again later.") from error
+    except HttpResponseError as error:
+        status = error.status_code or 0
+        if status >= 500 or status in _RETRYABLE_STATUSES:
+            logger.error("storage unavailable action=%s status=%d", action, status)
+            raise StorageUnavailable("Storage is unavailable; try again later.") from error
+        raise
+
+
+def _credential(storage: StorageSettings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if storage.credential == "managedidentity":
+        if storage.client_id:
+            return ManagedIdentityCredential(client_id=storage.client_id)
+        return ManagedIdentityCredential()
+    return DefaultAzureCredential(managed_identity_client_id=storage.client_id)
+
+
+class Storage:
+    """The app's table and queue clients, built once per process from `AzureWebJobsStorage`.
+
+    Nothing here does I/O until first use; the table and each queue are created when missing,
+    once per process (a failed attempt is tried again on the next use).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._table: TableClient | None = None
+        self._queues: dict[str, QueueClient] = {}
+        self._credential: TokenCredential | None = None
+
+    def _storage(self) -> StorageSettings:
+        if self._settings.storage is None or self._settings.storage_problems:
+            for problem in self._settings.storage_problems:
+                logger.error("storage setting invalid: %s", problem)
+            raise StorageUnavailable("Storage is not configured; see the app's AzureWebJobsStorage settings.")
+        return self._settings.storage
+
+    def _identity(self, storage: StorageSettings) -> TokenCredential:
+        if self._credential is None:
+            self._credential = _credential(storage)
+        return self._credential
+
+    def table_client(self) -> TableClient:
+        """The calls table client, without creating anything."""
+        storage = self._storage()
+        name = self._settings.calls_table_name
+        if storage.connection_string:
+            return TableClient.from_connection_string(storage.connection_string, name, **CLIENT_OPTIONS)
+        assert storage.table_service_uri is not None
+        return TableClient(storage.table_service_uri, name, credential=self._identity(storage), **CLIENT_OPTIONS)
+
+    def queue_client(self, name: str) -> QueueClient:
+        """A queue client writing base64 text (what a Functions queue trigger expects), without creating anything."""
+        storage = self._storage()
+        options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(), **CLIENT_OPTIONS}
+        if storage.connection_string:
+            return QueueClient.from_connection_string(storage.connection_string, name, **options)
+        assert storage.queue_service_uri is not None
+        return QueueClient(storage.queue_service_uri, name, credential=self._identity(storage), **options)
+
+    def table(self) -> TableClient:
+        with self._lock:
+            if self._table is None:
+                client = self.table_client()
+                with storage_errors("create table"):
+                    try:
+                        client.create_table()
+                    except ResourceExistsError:
+                        pass
+                self._table = client
+            return self._table
+
+    def queue(self, name: str) -> QueueClient:
+        with self._lock:
+            if name not in self._queues:
+                client = self.queue_client(name)
+                with storage_errors("create queue"):
+                    try:
+                        client.create_queue()
+                    except ResourceExistsError:
+                        pass
+                self._queues[name] = client
+            return self._queues[name]
+
+
+# --- continuation tokens ------------------------------------------------------------------------
+# The table's continuation token (a dict of opaque next keys) travels to the caller as one URL-safe
+# string with a checksum, so a token the API did not issue (or a mangled one) is refused as a 400.
+# The checksum guards integrity, not secrecy: whoever holds the function key may list every call.
+_TOKEN_SALT = b"callkeeper-continuation-v1"
+
+
+def _checksum(payload: bytes) -> str:
+    return hashlib.sha256(_TOKEN_SALT + payload).hexdigest()[:16]
+
+
+def encode_token(token: dict[str, str | None]) -> str:
+    payload = json.dumps({"pk": token.get("PartitionKey"), "rk": token.get("RowKey")}, separators=(",", ":"))
+    raw = payload.encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") + "." + _checksum(raw)
+
+
+def decode_token(value: str) -> dict[str, str | None]:
+    invalid = InvalidRequest("continuationToken is not one this API issued")
+    body, _, checksum = value.partition(".")
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not checksum or checksum != _checksum(raw):
+        raise invalid
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise invalid from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str | None) for k in ("pk", "rk")):
+        raise invalid
+    return {"PartitionKey": data.get("pk"), "RowKey": data.get("rk")}
+
+
+class CallStore:
+    """The calls table: registration, lookup, paging, and the tick's conditional writes."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def insert(self, record: CallRecord) -> bool:
+        """Store a new call; False when one with that callId exists already."""
+        with storage_errors("insert"):
+            try:
+                self._storage.table().create_entity(record.to_entity())
+            except ResourceExistsError:
+                return False
+        return True
+
+    def get(self, call_id: str) -> CallRecord | None:
+        partition_key, row_key = call_keys(call_id)
+        with storage_errors("get"):
+            try:
+                entity = self._storage.table().get_entity(partition_key, row_key)
+            except ResourceNotFoundError:
+                return None
+        record = CallRecord.from_entity(entity)
+        return record if record.call_id == call_id else None
+
+    def delete(self, record: CallRecord) -> bool:
+        """Delete this registration of the call (not a newer one). False when it was gone already."""
+        current: CallRecord | None = record
+        while current is not None and current.registration_id == record.registration_id:
+            partition_key, row_key = current.keys
+            with storage_errors("delete"):
+                try:
+                    self._storage.table().delete_entity(
+                        partition_key, row_key, etag=current.etag, match_condition=MatchConditions.IfNotModified
+                    )
+                    return True
+                except ResourceModifiedError:
+                    current = self.get(record.call_id)
+        return False
+
+    def update(self, record: CallRecord, change: Callable[[CallRecord], CallRecord]) -> CallRecord | None:
+        """Apply `change` to the stored call with an ETag condition, never re-creating a deleted call.
+
+        Returns the stored record, or None when the call (this registration of it) is gone.
+        """
+        current: CallRecord | None = record
+        while current is not None and current.registration_id == record.registration_id:
+            changed = change(current)
+            with storage_errors("update"):
+                try:
+                    metadata = self._storage.table().update_entity(
+                        changed.to_entity(),
+                        mode=UpdateMode.REPLACE,
+                        etag=current.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return _with_etag(changed, metadata)
+                except ResourceNotFoundError:
+                    return None
+                except ResourceModifiedError:
+                    current = self.get(record.call_id)
+        return None
+
+    def list_page(self, top: int, continuation_token: str | None) -> tuple[list[CallRecord], str | None]:
+        """One page of at most `top` calls, and the token of the next page if there is one."""
+        token = decode_token(continuation_token) if continuation_token else None
+        with storage_errors("list"):
+            try:
+                entity_pages = self._storage.table().list_entities(results_per_page=top)
+                pages = entity_pages.by_page(continuation_token=token)  # type: ignore[arg-type]  # takes its dict
+                entities = list(next(pages, []))
+            except HttpResponseError as error:
+                if error.status_code == 400 and token is not None:
+                    raise InvalidRequest("continuationToken is not one this API issued") from None
+                raise
+            next_token = pages.continuation_token  # type: ignore[attr-defined]
+        records = [CallRecord.from_entity(entity) for entity in entities]
+        return records, encode_token(next_token) if next_token else None
+
+    def pages(self, page_size: int = 1000) -> Iterator[list[CallRecord]]:
+        """Every call, one page at a time: memory holds one page, not the table."""
+        with storage_errors("list"):
+            pager = self._storage.table().list_entities(results_per_page=page_size).by_page()
+        while True:
+            with storage_errors("list"):
+                page = next(pager, None)
+                if page is None:
+                    return
+                records = [CallRecord.from_entity(entity) for entity in page]
+            if records:
+                yield records
+
+
+def _with_etag(record: CallRecord, metadata: Any) -> CallRecord:
+    etag = metadata.get("etag") if isinstance(metadata, dict) else None
+    return replace(record, etag=etag)

@@ -1,0 +1,234 @@
+"""Settings: one reader, the contract's defaults, and every bad value named."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import load_settings
+
+SECRET = "s3cr3t-VALUE-never-logged"
+GRAPH_OK = {
+    "GRAPH_CLIENT_ID": "app",
+    "GRAPH_CLIENT_SECRET": SECRET,
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
+
+
+def test_defaults_follow_the_contract():
+    settings = load_settings(GRAPH_OK)
+    assert settings.calls_table_name == "activecalls"
+    assert settings.cleanup_queue_name == "call-cleanup"
+    assert settings.work_queue_name == "keepalive-work"
+    assert settings.concurrency == 64
+    assert settings.request_timeout == 10
+    assert settings.at_risk_minutes == 30
+    assert settings.fanout_threshold == 5000
+    assert settings.cloud == "global"
+    assert settings.graph_base_url == "https://graph.microsoft.com"
+    assert settings.authority_host == "https://login.microsoftonline.com"
+    assert settings.instance_discovery is True
+    assert settings.token_exchange_audience == "api://AzureADTokenExchange"
+    assert settings.dry_run is False
+    assert settings.notification_openid_url == "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
+    assert settings.graph_problems == () and settings.storage_problems == ()
+
+
+@pytest.mark.parametrize(
+    ("cloud", "graph", "authority", "audience"),
+    [
+        ("usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov"),
+        (
+            "USGOVDOD",
+            "https://dod-graph.microsoft.us",
+            "https://login.microsoftonline.us",
+            "api://AzureADTokenExchangeUSGov",
+        ),
+    ],
+)
+def test_national_clouds(cloud, graph, authority, audience):
+    settings = load_settings({**GRAPH_OK, "GRAPH_CLOUD": cloud})
+    assert (settings.graph_base_url, settings.authority_host, settings.token_exchange_audience) == (
+        graph, authority, audience,
+    )  # fmt: skip
+
+
+def test_overrides_turn_instance_discovery_off_for_a_host_that_is_not_microsofts():
+    settings = load_settings(
+        {**GRAPH_OK, "GRAPH_BASE_URL": "https://127.0.0.1:8443/", "GRAPH_AUTHORITY_HOST": "https://127.0.0.1:8444"}
+    )
+    assert settings.graph_base_url == "https://127.0.0.1:8443"
+    assert settings.authority_host == "https://127.0.0.1:8444"
+    assert settings.instance_discovery is False
+
+
+def test_empty_values_count_as_unset():
+    settings = load_settings({**GRAPH_OK, "KEEPALIVE_CONCURRENCY": "", "GRAPH_TENANT_ID": "  ", "GRAPH_CERT": ""})
+    assert settings.concurrency == 64 and settings.tenant_id is None and settings.graph_problems == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KEEPALIVE_CONCURRENCY", "0"),
+        ("KEEPALIVE_CONCURRENCY", "257"),
+        ("KEEPALIVE_CONCURRENCY", "many"),
+        ("KEEPALIVE_REQUEST_TIMEOUT", "-1"),
+        ("KEEPALIVE_REQUEST_TIMEOUT", "nan"),
+        ("KEEPALIVE_AT_RISK_MINUTES", "0"),
+        ("KEEPALIVE_AT_RISK_MINUTES", "45"),
+        ("KEEPALIVE_FANOUT_THRESHOLD", "0"),
+        ("KEEPALIVE_MAX_REQUESTS_PER_SECOND", "0"),
+        ("GRAPH_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("GRAPH_CLOUD", "china"),
+        ("GRAPH_BASE_URL", "graph.microsoft.com"),
+        ("GRAPH_AUTHORITY_HOST", "ftp://login"),
+        ("GRAPH_DRY_RUN", "maybe"),
+        ("GRAPH_NOTIFICATION_OPENID_URL", "not a url"),
+    ],
+)
+def test_an_invalid_graph_or_tuning_value_is_named_and_the_default_kept(name, value):
+    settings = load_settings({**GRAPH_OK, name: value})
+    assert len(settings.graph_problems) == 1
+    assert settings.graph_problems[0].startswith(name)
+    assert settings.storage_problems == ()
+
+
+def test_concurrency_bounds_are_inclusive():
+    assert load_settings({**GRAPH_OK, "KEEPALIVE_CONCURRENCY": "1"}).concurrency == 1
+    assert load_settings({**GRAPH_OK, "KEEPALIVE_CONCURRENCY": "256"}).concurrency == 256
+
+
+def test_tenant_id_is_stored_lowercase():
+    settings = load_settings({**GRAPH_OK, "GRAPH_TENANT_ID": "72F988BF-86F1-41AF-91AB-2D7CD011DB47"})
+    assert settings.tenant_id == "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {},
+        {"GRAPH_CLIENT_SECRET": SECRET, "GRAPH_CLIENT_CERTIFICATE_PATH": "/c.pem"},
+        {
+            "GRAPH_CLIENT_SECRET": SECRET,
+            "GRAPH_MANAGED_IDENTITY_CLIENT_ID": "mi",
+            "GRAPH_CLIENT_CERTIFICATE_PATH": "/c",
+        },
+    ],
+)
+def test_exactly_one_credential_and_the_problem_names_all_three(credentials):
+    settings = load_settings(
+        {"GRAPH_CLIENT_ID": "app", "AzureWebJobsStorage": "UseDevelopmentStorage=true", **credentials}
+    )
+    [problem] = settings.graph_problems
+    for name in ("GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID"):
+        assert name in problem
+    assert SECRET not in problem
+
+
+def test_missing_client_id_is_named():
+    settings = load_settings({"GRAPH_CLIENT_SECRET": SECRET})
+    assert any(p.startswith("GRAPH_CLIENT_ID") for p in settings.graph_problems)
+
+
+def test_a_dry_run_needs_no_credential():
+    assert load_settings({"GRAPH_DRY_RUN": "TRUE"}).graph_problems == ()
+
+
+def test_the_secret_is_not_in_the_repr():
+    assert SECRET not in repr(load_settings(GRAPH_OK))
+    assert "AccountKey=" not in repr(load_settings({"AzureWebJobsStorage": "AccountName=a;AccountKey=k2V5;"}))
+
+
+def test_connection_string_form():
+    storage = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}).storage
+    assert storage is not None and storage.connection_string == "UseDevelopmentStorage=true"
+
+
+def test_identity_form():
+    settings = load_settings(
+        {
+            "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net/",
+            "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+            "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+        }
+    )
+    assert settings.storage_problems == ()
+    storage = settings.storage
+    assert storage is not None and storage.connection_string is None
+    assert storage.table_service_uri == "https://acct.table.core.windows.net"
+    assert storage.queue_service_uri == "https://acct.queue.core.windows.net"
+    assert storage.credential == "managedidentity"
+    assert storage.client_id == "11111111-2222-3333-4444-555555555555"
+
+
+def test_account_name_form_derives_the_service_uris():
+    storage = load_settings({"AzureWebJobsStorage__accountName": "acct"}).storage
+    assert storage is not None
+    assert storage.table_service_uri == "https://acct.table.core.windows.net"
+    assert storage.queue_service_uri == "https://acct.queue.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "AzureWebJobsStorage"),
+        ({"AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net"}, "queueServiceUri"),
+        (
+            {
+                "AzureWebJobsStorage__tableServiceUri": "http://a.table.core.windows.net",
+                "AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.windows.net",
+            },
+            "tableServiceUri",
+        ),
+        (
+            {
+                "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
+                "AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.windows.net",
+                "AzureWebJobsStorage__credential": "password",
+            },
+            "AzureWebJobsStorage__credential",
+        ),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "CALLS_TABLE_NAME": "1bad"}, "CALLS_TABLE_NAME"),
+        (
+            {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "CLEANUP_QUEUE_NAME": "Bad_Queue"},
+            "CLEANUP_QUEUE_NAME",
+        ),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "KEEPALIVE_WORK_QUEUE_NAME": "a--b"}, "KEEPALIVE_WORK"),
+    ],
+)
+def test_storage_problems_are_named_apart_from_graph_problems(environ, named):
+    settings = load_settings(environ)
+    assert any(named in problem for problem in settings.storage_problems)
+
+
+CONTRACT_SETTINGS = [
+    "AzureWebJobsStorage", "CALLS_TABLE_NAME", "CLEANUP_QUEUE_NAME", "KEEPALIVE_SCHEDULE", "KEEPALIVE_CONCURRENCY",
+    "KEEPALIVE_REQUEST_TIMEOUT", "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "GRAPH_CLIENT_ID",
+    "GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
+    "KEEPALIVE_FANOUT_THRESHOLD", "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
+    "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL",
+]  # fmt: skip
+
+
+def test_loading_never_raises_on_garbage_and_names_each_bad_setting():
+    settings = load_settings({name: "\x00garbage" for name in CONTRACT_SETTINGS})
+    problems = " ".join(settings.graph_problems + settings.storage_problems)
+    for name in ["CALLS_TABLE_NAME", "CLEANUP_QUEUE_NAME", "KEEPALIVE_CONCURRENCY", "KEEPALIVE_REQUEST_TIMEOUT",
+                 "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "KEEPALIVE_FANOUT_THRESHOLD",
+                 "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
+                 "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "GRAPH_CLIENT_SECRET"]:  # fmt: skip
+        assert name in problems
+
+
+def test_the_local_sample_sets_every_contract_setting_and_loads_cleanly():
+    import json
+    from pathlib import Path
+
+    values = json.loads((Path(__file__).resolve().parents[2] / "local.settings.sample.json").read_text())["Values"]
+    assert set(CONTRACT_SETTINGS) <= set(values)
+    assert values["KEEPALIVE_SCHEDULE"] == "0 */10 * * * *"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    settings = load_settings(values)
+    assert settings.storage_problems == () and settings.graph_problems == ()
