@@ -1,0 +1,119 @@
+// Storage for the Functions host and the app: identity-only (no shared key), TLS 1.2, HTTPS only,
+// no public blob access. Holds the deployment package container, the calls table and the app's queues.
+param name string
+param location string = resourceGroup().location
+param tags object = {}
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param skuName string = 'Standard_LRS'
+
+@description('Blob container that holds the deployment package (Flex Consumption deployment storage).')
+param deploymentContainerName string
+
+@description('Table of active calls (CALLS_TABLE_NAME).')
+@minLength(3)
+@maxLength(63)
+param callsTableName string
+
+@description('Queue that receives callEnded events (CLEANUP_QUEUE_NAME).')
+@minLength(3)
+@maxLength(63)
+param cleanupQueueName string
+
+@description('Queue of fan-out work messages (KEEPALIVE_WORK_QUEUE_NAME).')
+@minLength(3)
+@maxLength(63)
+param workQueueName string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:Without a virtual network the Flex Consumption host reaches storage over its public endpoint; access is Entra-only (allowSharedKeyAccess false)
+  // checkov:skip=CKV_AZURE_59:Public endpoint needed by the Functions host without a virtual network; shared keys are off, so every request needs an Entra token and a data role
+  // checkov:skip=CKV_AZURE_206:Call records live for hours and the app runs in one region; geo-replication is opt-in through skuName (Standard_GZRS, Standard_RAGRS)
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    dnsEndpointType: 'Standard'
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource callsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: callsTableName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource cleanupQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: cleanupQueueName
+}
+
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output tableEndpoint string = storage.properties.primaryEndpoints.table
+output deploymentContainerName string = deploymentContainer.name
+output callsTableName string = callsTable.name
+output cleanupQueueName string = cleanupQueue.name
+output workQueueName string = workQueue.name

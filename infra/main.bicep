@@ -1,0 +1,330 @@
+targetScope = 'subscription'
+
+// callkeeper on Azure Functions: a Linux Python 3.11 function app (Flex Consumption by default) with a
+// user-assigned managed identity, identity-only storage, Application Insights with Entra authentication,
+// and a Graph credential that is either secretless (federated credential) or a Key Vault reference.
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment, used to generate a short unique hash for all resources.')
+param environmentName string
+
+@minLength(1)
+@description('Primary location for all resources.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('FlexConsumption (FC1, default) or ElasticPremium (US government clouds, where Flex Consumption is not offered).')
+@allowed([
+  'FlexConsumption'
+  'ElasticPremium'
+])
+param hostingPlan string = 'FlexConsumption'
+
+@description('Elastic Premium only: plan size.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param elasticPremiumSku string = 'EP1'
+
+@description('Flex Consumption: most instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Flex Consumption: memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Zone-redundant plan, where the region offers it.')
+param zoneRedundant bool = false
+
+@description('Storage redundancy.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('GRAPH_CLIENT_ID: application (client) id of the bot\'s app registration.')
+@minLength(1)
+param graphClientId string
+
+@description('GRAPH_TENANT_ID: tenant used for a call registered without tenantId; empty means this subscription\'s tenant.')
+param graphTenantId string = ''
+
+@description('managedIdentity (secretless, default): GRAPH_MANAGED_IDENTITY_CLIENT_ID through a federated credential. secret: GRAPH_CLIENT_SECRET as a Key Vault reference; the operator writes the secret after deployment.')
+@allowed([
+  'managedIdentity'
+  'secret'
+])
+param graphCredential string = 'managedIdentity'
+
+@description('Name of the Key Vault secret that holds the Graph client secret (secret option).')
+param graphClientSecretName string = 'graph-client-secret'
+
+@description('GRAPH_CLOUD: global, usgov or usgovdod.')
+@allowed([
+  'global'
+  'usgov'
+  'usgovdod'
+])
+param graphCloud string = 'global'
+
+@description('GRAPH_BASE_URL override; empty (default) derives it from GRAPH_CLOUD.')
+param graphBaseUrl string = ''
+
+@description('GRAPH_AUTHORITY_HOST override; empty (default) derives it from GRAPH_CLOUD.')
+param graphAuthorityHost string = ''
+
+@description('GRAPH_DRY_RUN: report what the tick would send and change nothing.')
+param graphDryRun bool = false
+
+@description('GRAPH_NOTIFICATION_OPENID_URL: where the signing keys of Graph\'s notification tokens are found.')
+param graphNotificationOpenIdUrl string = 'https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration'
+
+@description('CALLS_TABLE_NAME: table of active calls.')
+@minLength(3)
+@maxLength(63)
+param callsTableName string = 'activecalls'
+
+@description('CLEANUP_QUEUE_NAME: queue that receives callEnded events.')
+@minLength(3)
+@maxLength(63)
+param cleanupQueueName string = 'call-cleanup'
+
+@description('KEEPALIVE_WORK_QUEUE_NAME: queue of fan-out work messages.')
+@minLength(3)
+@maxLength(63)
+param keepAliveWorkQueueName string = 'keepalive-work'
+
+@description('KEEPALIVE_SCHEDULE: NCRONTAB of the keep-alive timer.')
+param keepAliveSchedule string = '0 */10 * * * *'
+
+@description('KEEPALIVE_CONCURRENCY: most keepAlive requests in flight at once.')
+@minValue(1)
+@maxValue(256)
+param keepAliveConcurrency int = 64
+
+@description('KEEPALIVE_REQUEST_TIMEOUT: seconds per Graph request.')
+@minValue(1)
+@maxValue(300)
+param keepAliveRequestTimeout int = 10
+
+@description('KEEPALIVE_AT_RISK_MINUTES: warn about calls whose last success is older than this.')
+@minValue(1)
+@maxValue(44)
+param keepAliveAtRiskMinutes int = 30
+
+@description('KEEPALIVE_FANOUT_THRESHOLD: above this many calls the timer fans out to work messages.')
+@minValue(1)
+param keepAliveFanoutThreshold int = 5000
+
+@description('KEEPALIVE_MAX_REQUESTS_PER_SECOND: per-instance cap on keepAlive requests (a share of Graph\'s 50,000 requests per 15 s per app per tenant).')
+@minValue(1)
+@maxValue(10000)
+param keepAliveMaxRequestsPerSecond int = 500
+
+// Optional name overrides; empty means the generated name.
+param resourceGroupName string = ''
+param apiServiceName string = ''
+param apiUserAssignedIdentityName string = ''
+param appServicePlanName string = ''
+param storageAccountName string = ''
+param logAnalyticsName string = ''
+param applicationInsightsName string = ''
+param keyVaultName string = ''
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var pythonVersion = '3.11'
+var useSecret = graphCredential == 'secret'
+var functionAppName = !empty(apiServiceName) ? apiServiceName : '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
+var vaultName = !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+
+// Blob: host state, timer leases and the deployment package. Queue: the app's queues and the host's poison
+// queues. Table: the calls table.
+var storageEndpointConfig = {
+  enableBlob: true
+  enableQueue: true
+  enableTable: true
+}
+
+// The contract's settings, by the same names (identity, storage, monitoring and credential settings are
+// added in app/api.bicep).
+var contractAppSettings = {
+  CALLS_TABLE_NAME: callsTableName
+  CLEANUP_QUEUE_NAME: cleanupQueueName
+  KEEPALIVE_SCHEDULE: keepAliveSchedule
+  KEEPALIVE_CONCURRENCY: string(keepAliveConcurrency)
+  KEEPALIVE_REQUEST_TIMEOUT: string(keepAliveRequestTimeout)
+  KEEPALIVE_AT_RISK_MINUTES: string(keepAliveAtRiskMinutes)
+  KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
+  KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
+  KEEPALIVE_MAX_REQUESTS_PER_SECOND: string(keepAliveMaxRequestsPerSecond)
+  GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
+  GRAPH_CLIENT_ID: graphClientId
+  GRAPH_CLOUD: graphCloud
+  GRAPH_DRY_RUN: graphDryRun ? 'true' : 'false'
+  GRAPH_NOTIFICATION_OPENID_URL: graphNotificationOpenIdUrl
+}
+var graphBaseUrlSettings = empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl }
+var graphAuthorityHostSettings = empty(graphAuthorityHost) ? {} : { GRAPH_AUTHORITY_HOST: graphAuthorityHost }
+
+// Federated credential of the bot's app registration (secretless option): the identity's token is the
+// client assertion. The audience differs in the US government clouds.
+var isGlobalCloud = graphCloud == 'global'
+var federatedCredentialAudience = isGlobalCloud ? 'api://AzureADTokenExchange' : 'api://AzureADTokenExchangeUSGov'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module apiUserAssignedIdentity './core/identity/user-assigned-identity.bicep' = {
+  name: 'apiUserAssignedIdentity'
+  scope: rg
+  params: {
+    name: !empty(apiUserAssignedIdentityName) ? apiUserAssignedIdentityName : '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module appServicePlan './core/host/functions-plan.bicep' = {
+  name: 'appServicePlan'
+  scope: rg
+  params: {
+    name: !empty(appServicePlanName) ? appServicePlanName : '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    hostingPlan: hostingPlan
+    elasticPremiumSku: elasticPremiumSku
+    zoneRedundant: zoneRedundant
+  }
+}
+
+module storage './core/storage/storage-account.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentStorageContainerName
+    callsTableName: callsTableName
+    cleanupQueueName: cleanupQueueName
+    workQueueName: keepAliveWorkQueueName
+  }
+}
+
+module monitoring './core/monitor/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module keyVault './core/security/keyvault.bicep' = if (useSecret) {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: vaultName
+    location: location
+    tags: tags
+  }
+}
+
+module rbac './app/rbac.bicep' = {
+  name: 'rbacAssignments'
+  scope: rg
+  dependsOn: [
+    keyVault
+  ]
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    managedIdentityPrincipalId: apiUserAssignedIdentity.outputs.principalId
+    enableBlob: storageEndpointConfig.enableBlob
+    enableQueue: storageEndpointConfig.enableQueue
+    enableTable: storageEndpointConfig.enableTable
+    keyVaultName: useSecret ? vaultName : ''
+  }
+}
+
+module api './app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    serviceName: 'api'
+    appServicePlanId: appServicePlan.outputs.id
+    hostingPlan: hostingPlan
+    runtimeName: 'python'
+    runtimeVersion: pythonVersion
+    storageAccountName: storage.outputs.name
+    deploymentStorageContainerName: deploymentStorageContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityId: apiUserAssignedIdentity.outputs.id
+    identityClientId: apiUserAssignedIdentity.outputs.clientId
+    enableBlob: storageEndpointConfig.enableBlob
+    enableQueue: storageEndpointConfig.enableQueue
+    enableTable: storageEndpointConfig.enableTable
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    graphCredential: graphCredential
+    keyVaultName: useSecret ? vaultName : ''
+    graphClientSecretName: graphClientSecretName
+    appSettings: union(contractAppSettings, graphBaseUrlSettings, graphAuthorityHostSettings)
+  }
+}
+
+// Outputs: azd writes them into the environment (.azure/<env>/.env). None holds a secret.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTIONS_HOSTING_PLAN string = hostingPlan
+output SERVICE_API_NAME string = api.outputs.SERVICE_API_NAME
+output SERVICE_API_URI string = api.outputs.SERVICE_API_URI
+output AZURE_FUNCTION_APP_NAME string = api.outputs.SERVICE_API_NAME
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_DEPLOYMENT_CONTAINER_NAME string = deploymentStorageContainerName
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output API_IDENTITY_NAME string = apiUserAssignedIdentity.outputs.name
+output API_IDENTITY_CLIENT_ID string = apiUserAssignedIdentity.outputs.clientId
+output API_IDENTITY_PRINCIPAL_ID string = apiUserAssignedIdentity.outputs.principalId
+output GRAPH_CREDENTIAL string = graphCredential
+output GRAPH_FEDERATED_CREDENTIAL_ISSUER string = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+output GRAPH_FEDERATED_CREDENTIAL_SUBJECT string = apiUserAssignedIdentity.outputs.principalId
+output GRAPH_FEDERATED_CREDENTIAL_AUDIENCE string = federatedCredentialAudience
+output AZURE_KEY_VAULT_NAME string = useSecret ? vaultName : ''

@@ -1,0 +1,570 @@
+"""Offline checks of the Bicep templates under infra/, over their parse trees (pycep-parser).
+
+No Bicep CLI and no Azure: these read the templates the way `az bicep build` would see them and assert
+what the deployment must guarantee (settings, identities, roles, storage security, azd wiring).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+MAIN = INFRA / "main.bicep"
+API = INFRA / "app" / "api.bicep"
+RBAC = INFRA / "app" / "rbac.bicep"
+STORAGE = INFRA / "core" / "storage" / "storage-account.bicep"
+PLAN = INFRA / "core" / "host" / "functions-plan.bicep"
+KEY_VAULT = INFRA / "core" / "security" / "keyvault.bicep"
+MONITORING = INFRA / "core" / "monitor" / "monitoring.bicep"
+CONTRACT = ROOT.parent / "shared" / "spec" / "contract.md"
+
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+# Every setting of the contract's Settings table, by the same name, AzureWebJobsStorage in identity form,
+# plus the app's own KEEPALIVE_MAX_REQUESTS_PER_SECOND and Application Insights with Entra authentication.
+REQUIRED_SETTINGS = {
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+    "CALLS_TABLE_NAME",
+    "CLEANUP_QUEUE_NAME",
+    "KEEPALIVE_SCHEDULE",
+    "KEEPALIVE_CONCURRENCY",
+    "KEEPALIVE_REQUEST_TIMEOUT",
+    "KEEPALIVE_AT_RISK_MINUTES",
+    "KEEPALIVE_FANOUT_THRESHOLD",
+    "KEEPALIVE_WORK_QUEUE_NAME",
+    "KEEPALIVE_MAX_REQUESTS_PER_SECOND",
+    "GRAPH_TENANT_ID",
+    "GRAPH_CLIENT_ID",
+    "GRAPH_CLIENT_SECRET",
+    "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
+    "GRAPH_CLOUD",
+    "GRAPH_BASE_URL",
+    "GRAPH_AUTHORITY_HOST",
+    "GRAPH_DRY_RUN",
+    "GRAPH_NOTIFICATION_OPENID_URL",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+# Contract settings deliberately absent in Azure:
+# - AzureWebJobsStorage: the connection-string form needs an account key; the identity form
+#   (AzureWebJobsStorage__*) stands for it.
+# - GRAPH_CLIENT_CERTIFICATE_PATH: a PEM file path is for local or dedicated hosting; a Flex Consumption app
+#   runs from a read-only package with no certificate store, so in Azure the credential is the federated
+#   credential (GRAPH_MANAGED_IDENTITY_CLIENT_ID) or a Key Vault reference (GRAPH_CLIENT_SECRET).
+OMITTED_SETTINGS = {"AzureWebJobsStorage", "GRAPH_CLIENT_CERTIFICATE_PATH"}
+
+ROLE_IDS = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+}
+# The narrowest scope that works for each role (see the comment at the top of app/rbac.bicep).
+ROLE_SCOPE_TYPES = {
+    "Storage Blob Data Owner": "Microsoft.Storage/storageAccounts",
+    "Storage Queue Data Contributor": "Microsoft.Storage/storageAccounts",
+    "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts",
+    "Monitoring Metrics Publisher": "Microsoft.Insights/components",
+    "Key Vault Secrets User": "Microsoft.KeyVault/vaults",
+}
+
+SECRET_MARKERS = (
+    "listkeys",
+    "accountkey=",
+    "sharedaccesskey",
+    "sharedaccesssignature",
+    "listaccountsas",
+    "listservicesas",
+    "listconnectionstrings",
+    "defaultendpointsprotocol",
+    "instrumentationkey=",
+)
+
+
+@cache
+def parser() -> BicepParser:
+    return BicepParser()
+
+
+@cache
+def parse(path: Path) -> dict[str, Any]:
+    return parser().parse(file_path=path)
+
+
+def body(resource_or_module: dict[str, Any]) -> dict[str, Any]:
+    """The object of a resource or module, whether or not it is deployed under `if (...)`."""
+    config = resource_or_module["config"]
+    if set(config) == {"condition", "config"}:
+        return config["config"]
+    return config
+
+
+def condition(resource_or_module: dict[str, Any]) -> Any:
+    config = resource_or_module["config"]
+    return config["condition"] if set(config) == {"condition", "config"} else None
+
+
+def variable(path: Path, name: str) -> Any:
+    return parse(path)["variables"][name]["value"]
+
+
+def param(path: Path, name: str) -> dict[str, Any]:
+    return parse(path)["parameters"][name]
+
+
+def resources_of_type(path: Path, resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: res
+        for name, res in parse(path).get("resources", {}).items()
+        if res["type"] == resource_type and not res["existing"]
+    }
+
+
+def module_named(name: str) -> dict[str, Any]:
+    return parse(MAIN)["modules"][name]
+
+
+def module_for(path: Path) -> tuple[str, dict[str, Any]]:
+    """The module of main.bicep that deploys the file at `path`."""
+    for name, module in parse(MAIN)["modules"].items():
+        if (MAIN.parent / module["detail"]["path"]).resolve() == path.resolve():
+            return name, module
+    raise AssertionError(f"main.bicep deploys no module from {path.relative_to(ROOT)}")
+
+
+def function_args(value: Any, function_type: str) -> list[Any]:
+    assert isinstance(value, dict) and "function" in value, value
+    assert value["function"]["type"] == function_type, value
+    return list(value["function"]["parameters"].values())
+
+
+def setting_objects(path: Path, value: Any) -> list[dict[str, Any]]:
+    """The object literals an app-settings expression is made of: union() args, ?: branches, named vars."""
+    if isinstance(value, str) and value in parse(path).get("variables", {}):
+        return setting_objects(path, variable(path, value))
+    if isinstance(value, dict) and "function" in value and value["function"]["type"] == "union":
+        return [obj for arg in function_args(value, "union") for obj in setting_objects(path, arg)]
+    if isinstance(value, dict) and "operator" in value and value["operator"]["type"] == "conditional":
+        operands = value["operator"]["operands"]
+        return setting_objects(path, operands["true_value"]) + setting_objects(path, operands["false_value"])
+    if isinstance(value, dict) and "function" not in value and "operator" not in value:
+        return [value]
+    return []
+
+
+@cache
+def app_settings() -> dict[str, list[Any]]:
+    """Every app setting the templates can give the function app, with each value it can take."""
+    settings: dict[str, list[Any]] = {}
+    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
+    loop = site["properties"]["siteConfig"]["appSettings"]
+    (source,) = function_args(loop["loop_type"]["detail"]["array_name"], "items")
+    objects = setting_objects(API, source)
+    # The `appSettings` parameter of app/api.bicep is what main.bicep passes in.
+    assert "appSettings" in parse(API)["parameters"]
+    objects += setting_objects(MAIN, body(module_named("api"))["params"]["appSettings"])
+    for obj in objects:
+        for key, value in obj.items():
+            settings.setdefault(key.strip("'"), []).append(value)
+    return settings
+
+
+def walk(value: Any) -> list[str]:
+    """Every string inside a parsed value (keys and values)."""
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in [str(key), *walk(item)]]
+    if isinstance(value, list):
+        return [s for item in value for s in walk(item)]
+    return [str(value)] if value is not None else []
+
+
+def contract_setting_names() -> set[str]:
+    """Setting names of the contract's Settings table, when the shared spec sits beside the repository."""
+    if not CONTRACT.exists():
+        return set()
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Za-z_]+)` \|", section, flags=re.MULTILINE))
+
+
+# --- every file parses ----------------------------------------------------------------------------------
+
+
+def test_infra_has_the_expected_templates():
+    for path in (MAIN, API, RBAC, STORAGE, PLAN, KEY_VAULT, MONITORING):
+        assert path in BICEP_FILES, path
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_bicep_file_parses(path: Path):
+    parsed = parse(path)
+    assert parsed.get("resources") or parsed.get("modules"), f"{path} declares nothing"
+
+
+def test_modules_are_local_files_not_registry_modules():
+    for path in BICEP_FILES:
+        for name, module in parse(path).get("modules", {}).items():
+            assert module["type"] == "local", f"{path.name}: module {name} is not a local file"
+            assert (path.parent / module["detail"]["path"]).is_file(), f"{path.name}: {name} points nowhere"
+        assert "br/public:" not in path.read_text(encoding="utf-8"), path
+
+
+# --- main.bicep: azd layout ------------------------------------------------------------------------------
+
+
+def test_main_is_subscription_scoped_with_resource_group_and_token():
+    main = parse(MAIN)
+    assert main["globals"]["scope"]["value"] == "subscription"
+    assert resources_of_type(MAIN, "Microsoft.Resources/resourceGroups")
+    token = variable(MAIN, "resourceToken")
+    (unique,) = function_args(token, "to_lower")
+    args = function_args(unique, "unique_string")
+    assert args[1:] == ["environmentName", "location"]
+    assert "subscription" in json.dumps(args[0])
+    assert variable(MAIN, "tags") == {"'azd-env-name'": "environmentName"}
+    abbreviations = json.loads((INFRA / "abbreviations.json").read_text(encoding="utf-8"))
+    for used in re.findall(r"abbrs\.(\w+)", MAIN.read_text(encoding="utf-8")):
+        assert used in abbreviations, used
+
+
+def test_every_resource_is_tagged_and_the_site_carries_the_azd_service_name():
+    untaggable = {"Microsoft.Authorization/roleAssignments"}
+    for path in BICEP_FILES:
+        for name, res in parse(path).get("resources", {}).items():
+            config = body(res)
+            if res["existing"] or "parent" in config or res["type"] in untaggable:
+                continue
+            assert "tags" in config, f"{path.name}: {name} has no tags"
+    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
+    tags = function_args(site["tags"], "union")
+    assert tags == ["tags", {"'azd-service-name'": "serviceName"}]
+    assert param(API, "serviceName")["default"] == "api"
+    assert body(module_named("api"))["params"]["serviceName"] == "api"
+    for name in ("apiUserAssignedIdentity", "appServicePlan", "storage", "monitoring", "keyVault", "api"):
+        assert body(module_named(name))["params"]["tags"] == "tags", name
+
+
+# --- app settings ----------------------------------------------------------------------------------------
+
+
+def test_app_settings_cover_every_required_setting():
+    missing = REQUIRED_SETTINGS - set(app_settings())
+    assert not missing, f"app settings lack {sorted(missing)}"
+
+
+def test_app_settings_cover_the_contract_settings_table():
+    names = contract_setting_names()
+    if not names:  # the shared spec is not beside this checkout; REQUIRED_SETTINGS carries the same names
+        names = REQUIRED_SETTINGS - {"KEEPALIVE_MAX_REQUESTS_PER_SECOND"}
+    uncovered = names - set(app_settings()) - OMITTED_SETTINGS
+    assert not uncovered, f"contract settings missing from the app settings: {sorted(uncovered)}"
+
+
+def test_omitted_settings_are_absent():
+    for name in OMITTED_SETTINGS:
+        assert name not in app_settings(), name
+    for path in BICEP_FILES:
+        assert "GRAPH_CLIENT_CERTIFICATE_PATH:" not in path.read_text(encoding="utf-8"), path
+
+
+def test_storage_settings_are_identity_based():
+    settings = app_settings()
+    assert settings["AzureWebJobsStorage__credential"] == ["managedidentity"]
+    assert settings["AzureWebJobsStorage__clientId"] == ["identityClientId"]
+    for service in ("blob", "queue", "table"):
+        (value,) = settings[f"AzureWebJobsStorage__{service}ServiceUri"]
+        assert value["operator"]["type"] == "property_accessor"
+        assert "primaryEndpoints" in json.dumps(value) and f'"{service}"' in json.dumps(value)
+    # the blob, queue and table endpoints (and their roles) are all on
+    assert variable(MAIN, "storageEndpointConfig") == {"enableBlob": True, "enableQueue": True, "enableTable": True}
+    params = body(module_named("api"))["params"]
+    for flag in ("enableBlob", "enableQueue", "enableTable"):
+        assert params[flag]["operator"]["operands"]["operand_2"] == flag
+
+
+def test_application_insights_uses_entra_authentication():
+    settings = app_settings()
+    (auth,) = settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+    assert auth == "ClientId=${identityClientId};Authorization=AAD"
+    (conn,) = settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]
+    assert "ConnectionString" in json.dumps(conn) and "applicationInsights" in json.dumps(conn)
+
+
+def test_exactly_one_graph_credential_is_set():
+    value = variable(API, "graphCredentialSettings")
+    operands = value["operator"]["operands"]
+    assert operands["condition"] == "useSecret"
+    assert variable(API, "useSecret")["operator"]["type"] == "equals"
+    secret_branch, identity_branch = operands["true_value"], operands["false_value"]
+    assert set(secret_branch) == {"GRAPH_CLIENT_SECRET"}
+    assert secret_branch["GRAPH_CLIENT_SECRET"].startswith("@Microsoft.KeyVault(")
+    assert identity_branch == {"GRAPH_MANAGED_IDENTITY_CLIENT_ID": "identityClientId"}
+    settings = app_settings()
+    assert len(settings["GRAPH_CLIENT_SECRET"]) == 1
+    assert len(settings["GRAPH_MANAGED_IDENTITY_CLIENT_ID"]) == 1
+    graph_credential = param(MAIN, "graphCredential")
+    assert graph_credential["default"] == "managedIdentity"
+    assert graph_credential["decorators"][-1]["argument"] == ["managedIdentity", "secret"]
+
+
+def test_contract_settings_come_from_parameters_with_the_contract_defaults():
+    settings = variable(MAIN, "contractAppSettings")
+    expected = {
+        "CALLS_TABLE_NAME": ("callsTableName", "activecalls"),
+        "CLEANUP_QUEUE_NAME": ("cleanupQueueName", "call-cleanup"),
+        "KEEPALIVE_WORK_QUEUE_NAME": ("keepAliveWorkQueueName", "keepalive-work"),
+        "KEEPALIVE_SCHEDULE": ("keepAliveSchedule", "0 */10 * * * *"),
+        "GRAPH_CLOUD": ("graphCloud", "global"),
+        "GRAPH_CLIENT_ID": ("graphClientId", None),
+        "GRAPH_NOTIFICATION_OPENID_URL": (
+            "graphNotificationOpenIdUrl",
+            "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration",
+        ),
+    }
+    for setting, (name, default) in expected.items():
+        assert settings[setting] == name, setting
+        assert param(MAIN, name).get("default") == default, name
+    numeric = {
+        "KEEPALIVE_CONCURRENCY": ("keepAliveConcurrency", 64),
+        "KEEPALIVE_REQUEST_TIMEOUT": ("keepAliveRequestTimeout", 10),
+        "KEEPALIVE_AT_RISK_MINUTES": ("keepAliveAtRiskMinutes", 30),
+        "KEEPALIVE_FANOUT_THRESHOLD": ("keepAliveFanoutThreshold", 5000),
+        "KEEPALIVE_MAX_REQUESTS_PER_SECOND": ("keepAliveMaxRequestsPerSecond", 500),
+    }
+    for setting, (name, default) in numeric.items():
+        assert function_args(settings[setting], "string") == [name], setting
+        assert param(MAIN, name)["type"] == "int" and param(MAIN, name)["default"] == default, name
+    assert settings["GRAPH_DRY_RUN"]["operator"]["operands"] == {
+        "condition": "graphDryRun",
+        "true_value": "true",
+        "false_value": "false",
+    }
+    assert param(MAIN, "graphDryRun")["default"] is False
+    assert "tenant" in json.dumps(settings["GRAPH_TENANT_ID"])
+
+
+# --- no secrets ------------------------------------------------------------------------------------------
+
+
+def test_no_setting_or_output_holds_a_secret_or_storage_key():
+    values = [s for vals in app_settings().values() for v in vals for s in walk(v)]
+    for path in BICEP_FILES:
+        values += [s for out in parse(path).get("outputs", {}).values() for s in walk(out)]
+        text = path.read_text(encoding="utf-8").lower()
+        for marker in SECRET_MARKERS:
+            assert marker not in text, f"{path.name} contains {marker}"
+    for value in values:
+        lowered = value.lower()
+        for marker in SECRET_MARKERS:
+            assert marker not in lowered, value
+    (secret,) = app_settings()["GRAPH_CLIENT_SECRET"]
+    assert re.fullmatch(r"@Microsoft\.KeyVault\(VaultName=\$\{\w+\};SecretName=\$\{\w+\}\)", secret), secret
+
+
+def test_no_secret_passes_through_the_templates():
+    # The operator writes the Graph client secret into Key Vault after deployment (docs/deploy.md), so no
+    # template takes a secret, and no Key Vault secret resource is written by a deployment.
+    for path in BICEP_FILES:
+        for name, definition in parse(path).get("parameters", {}).items():
+            kinds = {d["type"] for d in definition["decorators"]}
+            assert "secure" not in kinds, f"{path.name}: {name}"
+            assert not re.search(r"(secret|password|key)$", name, re.IGNORECASE) or name.endswith("Name"), name
+        assert not resources_of_type(path, "Microsoft.KeyVault/vaults/secrets"), path
+
+
+def test_outputs_are_upper_snake_and_hold_no_secret():
+    for name in parse(MAIN)["outputs"]:
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), name
+        if re.search(r"SECRET|PASSWORD|KEY", name) and name != "APPLICATIONINSIGHTS_CONNECTION_STRING":
+            assert name.endswith("_NAME"), f"{name} looks like a secret"
+    outputs = parse(MAIN)["outputs"]
+    for expected in ("AZURE_LOCATION", "AZURE_TENANT_ID", "SERVICE_API_NAME", "AZURE_FUNCTION_APP_NAME"):
+        assert expected in outputs, expected
+    assert "applicationInsightsConnectionString" in json.dumps(outputs["APPLICATIONINSIGHTS_CONNECTION_STRING"])
+
+
+# --- identity and roles ----------------------------------------------------------------------------------
+
+
+def role_assignments() -> list[tuple[Path, str, dict[str, Any]]]:
+    return [
+        (path, name, res)
+        for path in BICEP_FILES
+        for name, res in resources_of_type(path, "Microsoft.Authorization/roleAssignments").items()
+    ]
+
+
+def test_every_role_assignment_targets_the_user_assigned_identity():
+    assignments = role_assignments()
+    assert assignments
+    identity_module, _ = module_for(INFRA / "core" / "identity" / "user-assigned-identity.bicep")
+    for path, name, res in assignments:
+        props = body(res)["properties"]
+        principal = props["principalId"]
+        assert principal in parse(path)["parameters"], f"{name}: principalId is not a parameter"
+        assert props["principalType"] == "ServicePrincipal", name
+        _, module = module_for(path)
+        passed = body(module)["params"].get(principal)
+        assert passed is not None, f"{name}: main.bicep does not pass {principal}"
+        assert passed["operator"]["type"] == "property_accessor", name
+        assert json.dumps(passed).count(identity_module) == 1 and '"principalId"' in json.dumps(passed), name
+        # name = guid(scope.id, principalId, roleId)
+        args = function_args(body(res)["name"], "guid")
+        assert args[1] == principal, name
+
+
+def test_roles_are_exactly_the_needed_ones_at_the_narrowest_scope():
+    seen = {}
+    for path, name, res in role_assignments():
+        config = body(res)
+        (role_var,) = [
+            v for v in function_args(config["properties"]["roleDefinitionId"], "subscription_resource_id") if v
+        ][1:]
+        role = ROLE_IDS[variable(path, role_var)]
+        scope = parse(path)["resources"][config["scope"]]
+        assert scope["existing"], name
+        assert scope["type"] == ROLE_SCOPE_TYPES[role], f"{name}: {role} at {scope['type']}"
+        seen[role] = (path, res)
+    assert set(seen) == set(ROLE_IDS.values())
+    # Key Vault Secrets User only with the secret option
+    _, kv_assignment = seen["Key Vault Secrets User"]
+    assert condition(kv_assignment) == "enableKeyVault"
+    keyvault_param = body(module_named("rbac"))["params"]["keyVaultName"]
+    assert keyvault_param["operator"]["operands"]["condition"] == "useSecret"
+
+
+# --- resources -------------------------------------------------------------------------------------------
+
+
+def test_storage_account_is_locked_down():
+    (account,) = resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts").values()
+    props = body(account)["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["allowBlobPublicAccess"] is False
+    for container in resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts/blobServices/containers").values():
+        assert body(container)["properties"]["publicAccess"] == "None"
+
+
+def test_table_and_queues_exist_and_feed_the_app_settings():
+    tables = resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts/tableServices/tables")
+    queues = resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts/queueServices/queues")
+    assert {body(t)["name"] for t in tables.values()} == {"callsTableName"}
+    assert {body(q)["name"] for q in queues.values()} == {"cleanupQueueName", "workQueueName"}
+    params = body(module_named("storage"))["params"]
+    assert params["callsTableName"] == "callsTableName"
+    assert params["cleanupQueueName"] == "cleanupQueueName"
+    assert params["workQueueName"] == "keepAliveWorkQueueName"
+    settings = variable(MAIN, "contractAppSettings")
+    assert settings["CALLS_TABLE_NAME"] == params["callsTableName"]
+    assert settings["CLEANUP_QUEUE_NAME"] == params["cleanupQueueName"]
+    assert settings["KEEPALIVE_WORK_QUEUE_NAME"] == params["workQueueName"]
+    assert param(MAIN, "callsTableName")["default"] == "activecalls"
+    assert param(MAIN, "cleanupQueueName")["default"] == "call-cleanup"
+    assert param(MAIN, "keepAliveWorkQueueName")["default"] == "keepalive-work"
+
+
+def test_plan_is_flex_consumption_by_default_and_elastic_premium_by_parameter():
+    for path in (MAIN, PLAN, API):
+        hosting = param(path, "hostingPlan")
+        assert hosting["default"] == "FlexConsumption", path
+        assert hosting["decorators"][-1]["argument"] == ["FlexConsumption", "ElasticPremium"], path
+    (plan,) = resources_of_type(PLAN, "Microsoft.Web/serverfarms").values()
+    config = body(plan)
+    sku = config["sku"]["operator"]["operands"]
+    assert sku["condition"] == "isFlex"
+    assert sku["true_value"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert sku["false_value"]["tier"] == "ElasticPremium"
+    assert config["properties"]["reserved"] is True
+    assert body(module_named("appServicePlan"))["params"]["hostingPlan"] == "hostingPlan"
+    assert body(module_named("api"))["params"]["hostingPlan"] == "hostingPlan"
+
+
+def test_function_app_runs_python_311_on_flex_with_identity_deployment_storage():
+    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"]["type"] == "UserAssigned"
+    props = site["properties"]
+    assert props["httpsOnly"] is True
+    assert props["keyVaultReferenceIdentity"] == "identityId"
+    assert props["siteConfig"]["minTlsVersion"] == "1.2"
+    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    assert props["functionAppConfig"]["operator"]["operands"]["true_value"] == "flexFunctionAppConfig"
+    flex = variable(API, "flexFunctionAppConfig")
+    storage = flex["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+    assert flex["runtime"] == {"name": "runtimeName", "version": "runtimeVersion"}
+    assert flex["scaleAndConcurrency"] == {
+        "maximumInstanceCount": "maximumInstanceCount",
+        "instanceMemoryMB": "instanceMemoryMB",
+    }
+    params = body(module_named("api"))["params"]
+    assert params["runtimeName"] == "python"
+    assert params["runtimeVersion"] == "pythonVersion" and variable(MAIN, "pythonVersion") == "3.11"
+    assert params["identityId"]["operator"]["type"] == "property_accessor"
+    for name in ("maximumInstanceCount", "instanceMemoryMB"):
+        assert params[name] == name and param(MAIN, name)["type"] == "int", name
+
+
+def test_key_vault_uses_rbac_soft_delete_and_purge_protection():
+    (vault,) = resources_of_type(KEY_VAULT, "Microsoft.KeyVault/vaults").values()
+    props = body(vault)["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True
+    assert props["enablePurgeProtection"] is True
+    assert "accessPolicies" not in props
+    assert condition(module_named("keyVault")) == "useSecret"
+
+
+def test_application_insights_is_on_log_analytics_with_local_auth_off():
+    (component,) = resources_of_type(MONITORING, "Microsoft.Insights/components").values()
+    props = body(component)["properties"]
+    assert props["DisableLocalAuth"] is True
+    assert "logAnalytics" in json.dumps(props["WorkspaceResourceId"])
+    assert resources_of_type(MONITORING, "Microsoft.OperationalInsights/workspaces")
+
+
+# --- parameters file and azure.yaml ----------------------------------------------------------------------
+
+
+def test_parameters_file_matches_main_and_uses_only_azd_substitutions():
+    document = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    declared = parse(MAIN)["parameters"]
+    given = document["parameters"]
+    for name, entry in given.items():
+        assert name in declared, f"main.parameters.json sets {name}, which main.bicep does not declare"
+        assert set(entry) == {"value"}, name
+        assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*(=[^}]*)?\}", entry["value"]), f"{name}: {entry['value']}"
+        assert not re.search(r"secret|password|key", name, re.IGNORECASE), name
+    required = {name for name, definition in declared.items() if "default" not in definition}
+    assert required <= set(given), f"required parameters missing: {sorted(required - set(given))}"
+    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert given["location"]["value"] == "${AZURE_LOCATION}"
+
+
+def test_azure_yaml_declares_the_python_function_service():
+    text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
+    lines = [line.split("#", 1)[0].rstrip() for line in text.splitlines()]
+    services = lines.index("services:")
+    block = "\n".join(lines[services:])
+    assert re.search(r"^  api:$", block, re.MULTILINE)
+    for key, value in (("project", "."), ("language", "python"), ("host", "function")):
+        assert re.search(rf"^    {key}: {re.escape(value)}$", block, re.MULTILINE), key
