@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.events import CleanupQueue
 from shared.models import utc_now
 from shared.settings import Settings, load_from_environment
-from shared.store import CallStore, Storage
+from shared.store import CallStore, EndedCalls, Storage
 
 
 @dataclass
@@ -22,10 +23,14 @@ class Context:
     sleep: Callable[[float], None] = time.sleep
     storage: Storage = field(init=False)
     calls: CallStore = field(init=False)
+    cleanup: CleanupQueue = field(init=False)
+    ended: EndedCalls = field(init=False)
 
     def __post_init__(self) -> None:
         self.storage = Storage(self.settings)
         self.calls = CallStore(self.storage)
+        self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
+        self.ended = EndedCalls(self.storage, self.settings.ended_table_name)
 
 
 _context: Context | None = None

@@ -87,6 +87,7 @@ def register_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     call_id = validate_call_id(body["callId"])
     tenant_id = validate_tenant_id(body.get("tenantId"))
     metadata = validate_metadata(body.get("metadata"))
+    ctx.ended.forget(call_id)  # an explicit registration by the bot overrides the memory of an end
     record, created = registry.register_call(
         ctx.calls,
         call_id=call_id,

@@ -83,6 +83,11 @@ class Settings:
     graph_problems: tuple[str, ...] = ()
 
     @property
+    def ended_table_name(self) -> str:
+        """Table remembering ended calls for 24 hours: the calls table's name + 'ended' (within 63 characters)."""
+        return self.calls_table_name[:58] + "ended"
+
+    @property
     def token_exchange_audience(self) -> str:
         return CLOUDS[self.cloud].token_exchange_audience
 

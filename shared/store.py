@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -47,6 +48,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 20,
 }
 _RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
+ENDED_MEMORY = timedelta(hours=24)
 
 
 @contextmanager
@@ -85,7 +87,7 @@ class Storage:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
-        self._table: TableClient | None = None
+        self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
         self._credential: TokenCredential | None = None
 
@@ -101,10 +103,10 @@ class Storage:
             self._credential = _credential(storage)
         return self._credential
 
-    def table_client(self) -> TableClient:
-        """The calls table client, without creating anything."""
+    def table_client(self, name: str | None = None) -> TableClient:
+        """A table client (the calls table by default), without creating anything."""
         storage = self._storage()
-        name = self._settings.calls_table_name
+        name = name or self._settings.calls_table_name
         if storage.connection_string:
             return TableClient.from_connection_string(storage.connection_string, name, **CLIENT_OPTIONS)
         assert storage.table_service_uri is not None
@@ -119,17 +121,19 @@ class Storage:
         assert storage.queue_service_uri is not None
         return QueueClient(storage.queue_service_uri, name, credential=self._identity(storage), **options)
 
-    def table(self) -> TableClient:
+    def table(self, name: str | None = None) -> TableClient:
+        """A table client (the calls table by default); the table is created when missing."""
+        name = name or self._settings.calls_table_name
         with self._lock:
-            if self._table is None:
-                client = self.table_client()
+            if name not in self._tables:
+                client = self.table_client(name)
                 with storage_errors("create table"):
                     try:
                         client.create_table()
                     except ResourceExistsError:
                         pass
-                self._table = client
-            return self._table
+                self._tables[name] = client
+            return self._tables[name]
 
     def queue(self, name: str) -> QueueClient:
         with self._lock:
@@ -270,6 +274,51 @@ class CallStore:
                 records = [CallRecord.from_entity(entity) for entity in page]
             if records:
                 yield records
+
+
+class EndedCalls:
+    """Calls seen ending (a 404 or a `terminated` notification), remembered for `ENDED_MEMORY`.
+
+    A late `established` notification for such a call is ignored, so it is not brought back.
+    Entries older than that are ignored and removed when met. An explicit registration clears the entry.
+    """
+
+    def __init__(self, storage: Storage, table_name: str) -> None:
+        self._storage = storage
+        self._table_name = table_name
+
+    def remember(self, call_id: str, *, tenant_id: str | None, reason: str, now: datetime) -> None:
+        partition_key, row_key = call_keys(call_id)
+        entity = {
+            "PartitionKey": partition_key,
+            "RowKey": row_key,
+            "CallId": call_id,
+            "EndedAt": now,
+            "Reason": reason,
+            **({"TenantId": tenant_id} if tenant_id else {}),
+        }
+        with storage_errors("remember ended call"):
+            self._storage.table(self._table_name).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def recently_ended(self, call_id: str, now: datetime) -> bool:
+        partition_key, row_key = call_keys(call_id)
+        with storage_errors("read ended call"):
+            try:
+                entity = self._storage.table(self._table_name).get_entity(partition_key, row_key)
+            except ResourceNotFoundError:
+                return False
+        if entity.get("CallId") != call_id:
+            return False
+        ended_at = entity.get("EndedAt")
+        if isinstance(ended_at, datetime) and now - ended_at.astimezone(UTC) <= ENDED_MEMORY:
+            return True
+        self.forget(call_id)
+        return False
+
+    def forget(self, call_id: str) -> None:
+        partition_key, row_key = call_keys(call_id)
+        with storage_errors("forget ended call"):
+            self._storage.table(self._table_name).delete_entity(partition_key, row_key)
 
 
 def _with_etag(record: CallRecord, metadata: Any) -> CallRecord:

@@ -1,0 +1,64 @@
+"""The `callEnded` event and the cleanup queue it goes onto.
+
+The event is sent with the queue SDK *before* the call's entry is deleted, so a crash between the
+two repeats the event (with the same `eventId`) rather than losing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.models import CallRecord, format_time
+from shared.store import Storage, storage_errors
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MAX_GRAPH_MESSAGE = 1024
+
+
+def call_ended_event(
+    record: CallRecord,
+    *,
+    tenant_id: str | None,
+    detected_at: datetime,
+    reason: str,
+    graph: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The contract's `callEnded` event. `eventId` is the registration's id: stable across repeats."""
+    graph_fields = dict(graph)
+    if isinstance(graph_fields.get("message"), str):
+        graph_fields["message"] = graph_fields["message"][:MAX_GRAPH_MESSAGE]
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "type": "callEnded",
+        "eventId": record.registration_id,
+        "callId": record.call_id,
+        "tenantId": tenant_id,
+        "registeredAt": format_time(record.registered_at),
+        "lastKeepAliveAt": format_time(record.last_keepalive_at),
+        "detectedAt": format_time(detected_at),
+        "reason": reason,
+        "graph": graph_fields,
+        "metadata": dict(record.metadata),
+    }
+
+
+class CleanupQueue:
+    """Sends `callEnded` events to `CLEANUP_QUEUE_NAME` (created when missing), as base64 text."""
+
+    def __init__(self, storage: Storage, queue_name: str) -> None:
+        self._storage = storage
+        self._queue_name = queue_name
+
+    def send(self, event: Mapping[str, Any]) -> None:
+        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        with storage_errors("send event"):
+            self._storage.queue(self._queue_name).send_message(text)
+        logger.info(
+            "callEnded event sent callId=%s eventId=%s reason=%s", event["callId"], event["eventId"], event["reason"]
+        )
