@@ -1,0 +1,363 @@
+"""Graph's keepAlive, with the contract's retry rules.
+
+- `build_session`: the pooled `requests` session every Graph and token request goes through.
+- `retry_delay`: the one pure decision of what to do after an attempt (how long to wait, or stop).
+- `GraphClient.keep_alive`: one call's keepAlive, applying the outcome table, returning `KeepAliveResult`.
+
+Outcome table (contract, "The keep-alive tick"):
+
+| Graph answers                        | keep_alive does                                                  |
+|--------------------------------------|------------------------------------------------------------------|
+| 2xx                                  | success                                                          |
+| 404                                  | ended: one request, no retry                                     |
+| 429, 500, 502, 503, 504, timeout,    | up to 3 retries, waiting Retry-After (seconds or HTTP date,      |
+| connection error                     | capped at 60 s) or exponential backoff with full jitter          |
+| 401                                  | drop the token, take a fresh one, send once more (not a retry);  |
+|                                      | still 401: failure and a credentials hint (WARNING)              |
+| 403                                  | one request; failure and a permissions hint (WARNING)            |
+| other 4xx (and anything else)        | one request; failure                                             |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared import __version__
+from shared.errors import TokenError
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"callkeeper/{__version__} (Microsoft Graph call keep-alive) python-requests/{requests.__version__}"
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRIES = 3
+RETRY_AFTER_CAP = 60.0
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+MESSAGE_LIMIT = 1024
+HOST_POOLS = 4  # distinct hosts kept pooled: Graph, the authority, and spare
+
+FORBIDDEN_HINT = (
+    "the call belongs to another app registration or tenant, or the app lacks the "
+    "Calls.Initiate.All / Calls.AccessMedia.All application permissions (with admin consent)"
+)
+UNAUTHORIZED_HINT = (
+    "Graph refused a fresh app token: check GRAPH_CLIENT_ID and its credential, the call's tenant "
+    "(or GRAPH_TENANT_ID) and that GRAPH_CLOUD / GRAPH_BASE_URL / GRAPH_AUTHORITY_HOST name the same cloud"
+)
+_DELTA_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+
+
+def build_session(pool_size: int) -> requests.Session:
+    """A session whose connection pool holds `pool_size` connections per host (the concurrency).
+
+    urllib3 retries nothing (`retry_delay` is the only retry policy) and the pool never blocks.
+    `trust_env` stays on: `REQUESTS_CA_BUNDLE`, `HTTPS_PROXY` and `NO_PROXY` work as in any `requests` program.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=HOST_POOLS, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds to wait, capped at 60 and never negative; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.match(text):
+        return min(float(text), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
+
+
+def retry_delay(
+    status: int | None,
+    headers: Mapping[str, str],
+    attempt: int,
+    now: datetime,
+    rng: Callable[[], float],
+) -> float | None:
+    """Seconds to wait before retrying, or None: do not retry.
+
+    `status` is the HTTP status, or None for a timeout or a connection error. `attempt` counts the
+    retryable attempts made so far, this one included (1 after the first request), so at most
+    `MAX_RETRIES` retries follow. `rng()` returns a float in [0, 1).
+    """
+    if status is not None and status not in RETRYABLE_STATUSES:
+        return None
+    if attempt > MAX_RETRIES:
+        return None
+    after = retry_after_seconds(_header(headers, "Retry-After"), now)
+    if after is not None:
+        return after
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+    return ceiling * min(max(rng(), 0.0), 1.0)  # full jitter
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveResult:
+    """The outcome of one call's keepAlive, retries included. Never holds a token."""
+
+    status: int | None  # the final HTTP status; None when no HTTP answer came (timeout, connection, token)
+    error: str | None = None  # short: "429 TooManyRequests", "timeout", "connection error", "token: invalid_client"
+    code: str | None = None  # Graph's error code from the body
+    message: str | None = None  # Graph's error message (or the token error), cut to 1,024 characters
+    request_id: str | None = None  # Graph's request-id (header, else the body's innerError)
+    client_request_id: str | None = None  # of the last request sent
+    attempts: int = 0  # requests sent
+    retries: int = 0  # retries after 429/5xx/timeouts/connection errors (the 401 re-send is not one)
+    sent: bool = True  # False only for a request deliberately not sent (dry run); a token failure is a failure
+
+    @classmethod
+    def not_sent(cls) -> KeepAliveResult:
+        """The result of a keepAlive that was deliberately not sent (dry run): neither success nor failure."""
+        return cls(status=None, sent=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def ended(self) -> bool:
+        return self.status == 404
+
+    def graph_fields(self) -> dict[str, Any]:
+        """The `graph` object of a `callEnded` event (contract: "The cleanup event")."""
+        return {
+            "status": self.status,
+            "code": self.code,
+            "message": self.message[:MESSAGE_LIMIT] if self.message is not None else None,
+            "requestId": self.request_id,
+            "clientRequestId": self.client_request_id,
+        }
+
+
+class TokenSource(Protocol):
+    """What the client needs from `shared.tokens.TokenProvider`."""
+
+    def token(self, tenant_id: str) -> str: ...
+
+    def invalidate(self, tenant_id: str, token: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int | None
+    headers: Mapping[str, str]
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    failure: str | None = None  # "timeout", "connection error", "request error: X" when no HTTP answer
+
+    def error(self) -> str | None:
+        if self.failure is not None:
+            return self.failure
+        if self.status is None or 200 <= self.status < 300:
+            return None
+        return f"{self.status} {self.code}" if self.code else str(self.status)
+
+
+def _token_code(exc: TokenError) -> str:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and code else "unavailable"
+
+
+class GraphClient:
+    """Sends keepAlive requests. Thread-safe when its session, tokens, sleep, now and rng are."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: requests.Session,
+        tokens: TokenSource,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._tokens = tokens
+        self._sleep = sleep
+        self._now = now
+        self._rng = rng
+
+    def url(self, call_id: str) -> str:
+        """The keepAlive URL, with the callId percent-encoded as one path segment."""
+        return f"{self._settings.graph_base_url}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
+
+    def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
+        url = self.url(call_id)
+        attempts = retries = 0
+        refreshed = False
+        client_request_id: str | None = None
+        try:
+            token = self._tokens.token(tenant_id)
+        except TokenError as exc:
+            return self._token_failure(exc, call_id, tenant_id, None, attempts, retries, None)
+        while True:
+            client_request_id = str(uuid.uuid4())
+            attempts += 1
+            answer = self._send(url, token, client_request_id)
+            logger.debug(
+                "graph keepalive call_id=%s tenant=%s status=%s error=%s attempt=%d client_request_id=%s request_id=%s",
+                call_id,
+                tenant_id,
+                answer.status,
+                answer.error(),
+                attempts,
+                client_request_id,
+                answer.request_id,
+            )
+            if answer.status is not None and 200 <= answer.status < 300:
+                return self._result(answer, client_request_id, attempts, retries)
+            if answer.status == 401 and not refreshed:
+                refreshed = True
+                self._tokens.invalidate(tenant_id, token)
+                try:
+                    token = self._tokens.token(tenant_id)
+                except TokenError as exc:
+                    return self._token_failure(exc, call_id, tenant_id, answer, attempts, retries, client_request_id)
+                continue
+            delay = retry_delay(answer.status, answer.headers, retries + 1, self._now(), self._rng)
+            if delay is None:
+                self._hint(answer, call_id, tenant_id)
+                return self._result(answer, client_request_id, attempts, retries)
+            retries += 1
+            logger.debug(
+                "graph keepalive retry call_id=%s tenant=%s after=%s wait=%.3f retry=%d",
+                call_id,
+                tenant_id,
+                answer.error(),
+                delay,
+                retries,
+            )
+            self._sleep(delay)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _send(self, url: str, token: str, client_request_id: str) -> _Answer:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "client-request-id": client_request_id,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            with self._session.post(
+                url, headers=headers, data=b"", timeout=self._settings.request_timeout, allow_redirects=False
+            ) as response:
+                body = response.content
+                return self._read(response.status_code, response.headers, body)
+        except requests.Timeout:
+            return _Answer(None, {}, failure="timeout")
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            return _Answer(None, {}, failure="connection error")
+        except requests.RequestException as exc:
+            return _Answer(None, {}, failure=f"request error: {type(exc).__name__}")
+
+    @staticmethod
+    def _read(status: int, headers: Mapping[str, str], body: bytes) -> _Answer:
+        code = message = inner_request_id = None
+        if body and status >= 400:
+            try:
+                payload: Any = json.loads(body)
+            except ValueError:
+                payload = None
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict):
+                code = error.get("code") if isinstance(error.get("code"), str) else None
+                text = error.get("message")
+                message = text[:MESSAGE_LIMIT] if isinstance(text, str) else None
+                inner = error.get("innerError") or error.get("innererror")
+                if isinstance(inner, dict) and isinstance(inner.get("request-id"), str):
+                    inner_request_id = inner["request-id"]
+        request_id = _header(headers, "request-id") or inner_request_id
+        return _Answer(status, headers, code=code, message=message, request_id=request_id)
+
+    @staticmethod
+    def _result(answer: _Answer, client_request_id: str, attempts: int, retries: int) -> KeepAliveResult:
+        return KeepAliveResult(
+            status=answer.status,
+            error=answer.error(),
+            code=answer.code,
+            message=answer.message,
+            request_id=answer.request_id,
+            client_request_id=client_request_id,
+            attempts=attempts,
+            retries=retries,
+        )
+
+    @staticmethod
+    def _token_failure(
+        exc: TokenError,
+        call_id: str,
+        tenant_id: str,
+        answer: _Answer | None,
+        attempts: int,
+        retries: int,
+        client_request_id: str | None,
+    ) -> KeepAliveResult:
+        code = _token_code(exc)
+        logger.debug("graph keepalive without token call_id=%s tenant=%s error=%s", call_id, tenant_id, code)
+        return KeepAliveResult(
+            status=answer.status if answer else None,
+            error=f"token: {code}",
+            code=answer.code if answer else None,
+            message=str(exc)[:MESSAGE_LIMIT],
+            request_id=answer.request_id if answer else None,
+            client_request_id=client_request_id,
+            attempts=attempts,
+            retries=retries,
+        )
+
+    @staticmethod
+    def _hint(answer: _Answer, call_id: str, tenant_id: str) -> None:
+        if answer.status == 403:
+            logger.warning(
+                "graph keepalive forbidden call_id=%s tenant=%s code=%s request_id=%s hint=%s",
+                call_id,
+                tenant_id,
+                answer.code,
+                answer.request_id,
+                FORBIDDEN_HINT,
+            )
+        elif answer.status == 401:
+            logger.warning(
+                "graph keepalive unauthorized with a fresh token call_id=%s tenant=%s code=%s request_id=%s hint=%s",
+                call_id,
+                tenant_id,
+                answer.code,
+                answer.request_id,
+                UNAUTHORIZED_HINT,
+            )

@@ -1,0 +1,78 @@
+"""Run the stand-ins by hand, to watch the app work end to end without Azure.
+
+    python -m tests.standins [--graph-port 8443] [--identity-port 8444] [--ended CALL_ID ...] [--latency S]
+
+Prints the app settings that point the app at them (for `local.settings.json` `Values`, or the
+environment of `python -m shared tick`), then serves until Ctrl-C. Every keepAlive is answered 200,
+except the calls named with `--ended`, which answer 404 (so the tick emits `callEnded` for them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from .graph import GraphStandin
+from .identity import IdentityStandin
+from .server import Reply, StandinServer
+from .tls import make_tls
+from .tokens import TokenRegistry
+
+CLIENT_ID = "00000000-0000-0000-0000-0000000c0de1"
+TENANT = "00000000-0000-0000-0000-00000000a11c"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.standins", description=__doc__.splitlines()[0])
+    parser.add_argument("--graph-port", type=int, default=0, help="port of the Graph stand-in (default: any free)")
+    parser.add_argument("--identity-port", type=int, default=0, help="port of the Entra ID stand-in")
+    parser.add_argument("--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every keepAlive takes")
+    parser.add_argument("--dir", type=Path, default=None, help="where to write the CA bundle")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="callkeeper-standins-"))
+    tls = make_tls(directory)
+    tokens = TokenRegistry()
+    secret = "local-standin-secret"
+    identity = IdentityStandin(tokens=tokens, client_id=CLIENT_ID, client_secret=secret)
+    graph = GraphStandin(tokens=tokens)
+    graph_server = StandinServer(graph, tls.server_context, port=args.graph_port).serve_in_thread()
+    identity_server = StandinServer(identity, tls.server_context, port=args.identity_port).serve_in_thread()
+    identity.configure(resource=graph_server.url)
+    graph.latency = args.latency
+    for call_id in args.ended:
+        graph.script(call_id, *[Reply(404)] * 1000)
+
+    values = {
+        "GRAPH_BASE_URL": graph_server.url,
+        "GRAPH_AUTHORITY_HOST": identity_server.url,
+        "GRAPH_TENANT_ID": TENANT,
+        "GRAPH_CLIENT_ID": CLIENT_ID,
+        "GRAPH_CLIENT_SECRET": secret,
+        "REQUESTS_CA_BUNDLE": str(tls.ca_bundle),
+    }
+    print(json.dumps(values, indent=2), flush=True)
+    print("serving; Ctrl-C stops", flush=True)
+
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    last = 0
+    while not done.wait(1.0):
+        count = len(graph.requests)
+        if count != last:
+            logging.info("graph keepAlive requests=%d token requests=%s", count, dict(identity.token_requests))
+            last = count
+    graph_server.stop()
+    identity_server.stop()
+
+
+if __name__ == "__main__":
+    main()

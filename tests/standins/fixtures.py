@@ -1,0 +1,155 @@
+"""pytest fixtures for the stand-ins: `pytest_plugins = ["tests.standins.fixtures"]` in a conftest.
+
+- `standin_servers` (session): the CA, and the identity, Graph and managed-identity stand-ins, started once.
+- `standins` (function): the same, reset for the test, with `REQUESTS_CA_BUNDLE` pointing at the test CA
+  (requests reads it; the app itself is configured only through `Settings`), and helpers to build the
+  app's settings mapping.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings, load_settings
+
+from .graph import GraphStandin
+from .identity import IdentityStandin
+from .managed_identity import ManagedIdentityStandin
+from .server import StandinServer
+from .tls import TestTLS, make_tls
+from .tokens import TokenRegistry
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "6a1c2b3d-0000-4000-8000-00000000b07a"
+CLIENT_SECRET = "standin-secret-Zq7~not-a-real-one"
+MANAGED_IDENTITY_CLIENT_ID = "3d9f1e2a-0000-4000-8000-0000000000a1"
+
+
+@dataclass
+class Standins:
+    """The running stand-ins and what a test needs to point the app at them."""
+
+    tls: TestTLS
+    identity: IdentityStandin
+    graph: GraphStandin
+    managed_identity: ManagedIdentityStandin
+    identity_server: StandinServer
+    graph_server: StandinServer
+    managed_identity_server: StandinServer
+    tenant: str = TENANT
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    managed_identity_client_id: str = MANAGED_IDENTITY_CLIENT_ID
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.tls.ca_bundle
+
+    @property
+    def graph_url(self) -> str:
+        return self.graph_server.url
+
+    @property
+    def authority_host(self) -> str:
+        return self.identity_server.url
+
+    @property
+    def identity_endpoint(self) -> str:
+        """The `IDENTITY_ENDPOINT` of the managed-identity stand-in (plain http, as in Azure)."""
+        return self.managed_identity.endpoint(self.managed_identity_server.url)
+
+    def environ(self, **overrides: str | None) -> dict[str, str]:
+        """App settings pointing at the stand-ins (client secret credential); `NAME=None` removes a setting."""
+        values: dict[str, str | None] = {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "GRAPH_TENANT_ID": self.tenant,
+            "GRAPH_CLIENT_ID": self.client_id,
+            "GRAPH_CLIENT_SECRET": self.client_secret,
+            "GRAPH_BASE_URL": self.graph_url,
+            "GRAPH_AUTHORITY_HOST": self.authority_host,
+            "KEEPALIVE_REQUEST_TIMEOUT": "5",
+        }
+        values.update(overrides)
+        return {name: value for name, value in values.items() if value is not None}
+
+    def settings(self, **overrides: str | None) -> Settings:
+        return load_settings(self.environ(**overrides))
+
+    @staticmethod
+    def new_tenant() -> str:
+        return str(uuid.uuid4())
+
+    def reset(self) -> None:
+        self.graph.reset()
+        self.identity.reset()
+        self.identity.configure(resource=self.graph_url, federated_client_id=self.managed_identity_client_id)
+        self.managed_identity.reset()
+        self.managed_identity.add_identity(self.managed_identity_client_id)
+        for server in (self.identity_server, self.graph_server, self.managed_identity_server):
+            server.errors.clear()
+
+    def errors(self) -> list[BaseException]:
+        return [
+            *self.identity_server.errors,
+            *self.graph_server.errors,
+            *self.managed_identity_server.errors,
+        ]
+
+
+@pytest.fixture(scope="session")
+def standin_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standins]:
+    tls = make_tls(tmp_path_factory.mktemp("standin-tls"))
+    app_tokens, managed_identity_tokens = TokenRegistry(), TokenRegistry()
+    identity = IdentityStandin(
+        tokens=app_tokens, federated=managed_identity_tokens, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    graph = GraphStandin(tokens=app_tokens)
+    managed_identity = ManagedIdentityStandin(tokens=managed_identity_tokens)
+    servers: list[StandinServer] = []
+    try:
+        identity_server = StandinServer(identity, tls.server_context).serve_in_thread()
+        servers.append(identity_server)
+        graph_server = StandinServer(graph, tls.server_context).serve_in_thread()
+        servers.append(graph_server)
+        managed_identity_server = StandinServer(managed_identity).serve_in_thread()
+        servers.append(managed_identity_server)
+        yield Standins(
+            tls=tls,
+            identity=identity,
+            graph=graph,
+            managed_identity=managed_identity,
+            identity_server=identity_server,
+            graph_server=graph_server,
+            managed_identity_server=managed_identity_server,
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def standins(standin_servers: Standins, monkeypatch: pytest.MonkeyPatch) -> Iterator[Standins]:
+    """The stand-ins, reset, with requests trusting the test CA and no proxy or forced region in the way."""
+    standin_servers.reset()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(standin_servers.ca_bundle))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    for name in (
+        "MSAL_FORCE_REGION",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "IDENTITY_SERVER_THUMBPRINT",
+        "IMDS_ENDPOINT",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    yield standin_servers
+    errors = standin_servers.errors()
+    assert not errors, f"a stand-in failed: {errors!r}"
