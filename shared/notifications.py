@@ -1,0 +1,379 @@
+"""`POST /api/notifications`: Graph's call notifications, forwarded by the bot with Graph's own token.
+
+The token is checked before anything else (`NotificationKeys` holds the signing keys of the OpenID
+configuration at `GRAPH_NOTIFICATION_OPENID_URL`). Then each item of `value` is read leniently:
+property names and enum values in any case, `resourceUrl` as `/communications/calls/{id}` or
+`/app/calls/{id}` (leading and trailing slash optional), `resourceData` an object or a list. Only
+call resources matter; anything else is counted as ignored.
+
+- `established`: registers the call under the token's `tid`, unless it ended within 24 hours.
+- `terminated` (or `changeType: deleted` on a call resource): a known call of that tenant is removed
+  with a `callEnded` event (event first, then the memory of the end, then the delete); the end of any
+  call, known or not, is remembered for 24 hours.
+
+Every step is idempotent, so a bot may simply resend a notification that got a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import jwt
+import requests
+
+from shared import registry
+from shared.context import Context
+from shared.errors import Conflict, InvalidRequest, InvalidToken
+from shared.events import call_ended_event
+from shared.http_api import handler, json_response, read_json
+from shared.models import call_id_problem
+from shared.settings import GUID_RE
+
+logger = logging.getLogger(__name__)
+
+ISSUERS = ("https://api.botframework.com", "https://graph.microsoft.com")
+ALGORITHM = "RS256"
+LEEWAY_SECONDS = 300
+KEYS_LIFETIME = timedelta(hours=24)
+REFETCH_INTERVAL = timedelta(minutes=1)  # at most one fetch a minute while keys are cached
+RETRY_INTERVAL = timedelta(seconds=10)  # at most one attempt every 10 s while no usable keys are cached
+FETCH_TIMEOUT_SECONDS = 10.0
+MAX_DOCUMENT_BYTES = 1 << 20
+CALL_TYPE = "#microsoft.graph.call"
+REASON = "terminatedNotification"
+_CALL_URL_PREFIXES = (("communications", "calls"), ("app", "calls"))
+
+
+class KeysUnavailable(Exception):
+    """The OpenID configuration or its key set could not be fetched or read."""
+
+
+class NotificationKeys:
+    """The signing keys of the OpenID configuration at `url`, cached for up to 24 hours. Thread-safe.
+
+    An unknown `kid` makes it fetch the keys again once, but never more than once a minute, so a
+    flood of tokens with made-up key ids does not hammer the endpoint. While no usable keys are cached
+    (first use, endpoint down, or keys older than 24 hours), it tries at most once every 10 seconds.
+    """
+
+    def __init__(self, url: str, session: requests.Session, now: Callable[[], datetime]) -> None:
+        self._url = url
+        self._session = session
+        self._now = now
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: datetime | None = None  # last successful fetch
+        self._attempted_at: datetime | None = None  # last attempt, successful or not
+
+    def key_for(self, kid: str) -> jwt.PyJWK:
+        """The key with this id. Raises `InvalidToken` for an unknown id or when no keys can be had."""
+        with self._lock:
+            now = self._now()
+            usable = self._fetched_at is not None and now - self._fetched_at <= KEYS_LIFETIME
+            if not usable:
+                may_retry = self._attempted_at is None or now - self._attempted_at >= RETRY_INTERVAL
+                if not (may_retry and self._refresh(now)):
+                    raise InvalidToken("signing keys unavailable")
+            elif kid not in self._keys and self._attempted_at is not None:
+                if now - self._attempted_at >= REFETCH_INTERVAL:
+                    logger.info("notification signing key unknown kid=%r: fetching the keys again", kid[:64])
+                    self._refresh(now)
+            key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("token signing key is unknown")
+        return key
+
+    def _refresh(self, now: datetime) -> bool:
+        """Fetch the keys; on failure keep what is cached (still bounded by its 24 hours) and log an ERROR."""
+        self._attempted_at = now
+        try:
+            keys = self._fetch()
+        except KeysUnavailable as error:
+            logger.error("notification signing keys unavailable url=%s error=%s", self._url, error)
+            return False
+        self._keys, self._fetched_at = keys, now
+        logger.info("notification signing keys fetched count=%d", len(keys))
+        return True
+
+    def _fetch(self) -> dict[str, jwt.PyJWK]:
+        config = self._get_json(self._url)
+        jwks_uri = config.get("jwks_uri") if isinstance(config, dict) else None
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise KeysUnavailable("the OpenID configuration has no jwks_uri")
+        document = self._get_json(jwks_uri)
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise KeysUnavailable("the key set has no keys")
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
+                continue
+            kid = entry.get("kid")
+            if not isinstance(kid, str) or not kid:
+                continue
+            try:
+                keys[kid] = jwt.PyJWK(entry, algorithm=ALGORITHM)
+            except jwt.PyJWTError:
+                logger.warning("notification signing key unreadable kid=%s", kid)
+        if not keys:
+            raise KeysUnavailable("the key set holds no RSA signing key")
+        return keys
+
+    def _get_json(self, url: str) -> Any:
+        try:
+            response = self._session.get(url, timeout=FETCH_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
+        except requests.RequestException as error:
+            raise KeysUnavailable(type(error).__name__) from None
+        with response:
+            if response.status_code != 200:
+                raise KeysUnavailable(f"HTTP {response.status_code} from {url}")
+            if len(response.content) > MAX_DOCUMENT_BYTES:
+                raise KeysUnavailable(f"document from {url} is too large")
+            try:
+                return response.json()
+            except ValueError:
+                raise KeysUnavailable(f"document from {url} is not JSON") from None
+
+
+# --- the token ----------------------------------------------------------------------------------
+_TOKEN_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token audience is not this app"),
+    (jwt.InvalidIssuerError, "token issuer is not accepted"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.InvalidAlgorithmError, "token algorithm must be RS256"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
+def bearer_token(req: func.HttpRequest) -> str:
+    """The token of `Authorization: Bearer <token>` (scheme in any case)."""
+    value = req.headers.get("Authorization")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidToken("the Authorization header with Graph's bearer token is missing")
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or any(ch.isspace() for ch in token):
+        raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+    return token
+
+
+def validate_token(token: str, *, audience: str | None, keys: NotificationKeys) -> str:
+    """Check Graph's notification token; returns its tenant (`tid`, lowercase). Raises `InvalidToken`.
+
+    No message ever holds the token or any part of it.
+    """
+    if not audience:
+        logger.error("notifications refused: GRAPH_CLIENT_ID is not set, so no token audience can be checked")
+        raise InvalidToken("notifications are not configured on this app")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("token is malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("token algorithm must be RS256")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("token has no key id")
+    key = keys.key_for(kid)
+    try:
+        claims = jwt.decode(
+            token,
+            key.key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=ISSUERS,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "aud"]},
+        )
+    except jwt.MissingRequiredClaimError as error:
+        raise InvalidToken(f"token has no {error.claim} claim") from None
+    except jwt.PyJWTError as error:
+        message = next((text for kind, text in _TOKEN_ERRORS if isinstance(error, kind)), "token is invalid")
+        raise InvalidToken(message) from None
+    tid = claims.get("tid")
+    if tid is None:
+        raise InvalidToken("token has no tid claim")
+    if not isinstance(tid, str) or not GUID_RE.match(tid):
+        raise InvalidToken("token tid claim is not a tenant id")
+    return tid.lower()
+
+
+# --- the payload --------------------------------------------------------------------------------
+def _field(obj: Mapping[str, Any], name: str) -> Any:
+    """`obj[name]` with the name in any case (an exact match wins over a case-insensitive one)."""
+    if name in obj:
+        return obj[name]
+    wanted = name.casefold()
+    return next((value for key, value in obj.items() if isinstance(key, str) and key.casefold() == wanted), None)
+
+
+def _word(value: Any) -> str | None:
+    """An enum value, lowercased, or None when it is not a string."""
+    return value.strip().casefold() if isinstance(value, str) else None
+
+
+def call_id_of(resource_url: Any) -> str | None:
+    """The callId of a call resource URL (`/communications/calls/{id}` or `/app/calls/{id}`), else None.
+
+    The leading and one trailing slash are optional; the id is taken verbatim (no percent-decoding).
+    """
+    if not isinstance(resource_url, str):
+        return None
+    path = resource_url.strip()
+    path = path[1:] if path.startswith("/") else path
+    path = path[:-1] if path.endswith("/") else path
+    segments = path.split("/")
+    if len(segments) != 3 or tuple(s.casefold() for s in segments[:2]) not in _CALL_URL_PREFIXES:
+        return None
+    call_id = segments[2]
+    return call_id if call_id_problem(call_id) is None else None
+
+
+def _call_resource(resource_data: Any) -> Mapping[str, Any] | None:
+    """The call resource of `resourceData` (an object, or the first call object of a list)."""
+    candidates = resource_data if isinstance(resource_data, list) else [resource_data]
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            odata_type = _word(_field(candidate, "@odata.type"))
+            if odata_type is not None and "#" + odata_type.lstrip("#") == CALL_TYPE:
+                return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CallNotification:
+    """One item of `value` that concerns a call: what happened to which call."""
+
+    call_id: str
+    event: str  # "established" or "terminated"
+    result_info: Mapping[str, Any]
+
+
+def parse_item(item: Any) -> CallNotification | None:
+    """The call notification of one item of `value`, or None when the item is not one that matters."""
+    if not isinstance(item, dict):
+        return None
+    call_id = call_id_of(_field(item, "resourceUrl"))
+    resource = _call_resource(_field(item, "resourceData"))
+    if call_id is None or resource is None:
+        return None
+    resource_id = _field(resource, "id")
+    if isinstance(resource_id, str) and resource_id and resource_id != call_id:
+        logger.warning("notification ignored callId=%s reason=resourceData.id differs from resourceUrl", call_id)
+        return None
+    state = _word(_field(resource, "state"))
+    if _word(_field(item, "changeType")) == "deleted" or state == "terminated":
+        event = "terminated"
+    elif state == "established":
+        event = "established"
+    else:
+        return None
+    result_info = _field(resource, "resultInfo")
+    return CallNotification(call_id, event, result_info if isinstance(result_info, dict) else {})
+
+
+def graph_result(result_info: Mapping[str, Any]) -> dict[str, Any]:
+    """The event's `graph` object from `resultInfo`: code, subcode, message (a missing or odd value is null)."""
+
+    def scalar(name: str, kinds: tuple[type, ...]) -> Any:
+        value = _field(result_info, name)
+        return value if isinstance(value, kinds) and not isinstance(value, bool) else None
+
+    return {
+        "code": scalar("code", (int, str)),
+        "subcode": scalar("subcode", (int, str)),
+        "message": scalar("message", (str,)),
+    }
+
+
+# --- the handler --------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Counts:
+    registered: int = 0
+    removed: int = 0
+    ignored: int = 0
+
+
+def _established(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
+    if ctx.ended.recently_ended(note.call_id, now):
+        logger.info("notification ignored callId=%s reason=ended within 24 hours", note.call_id)
+        counts.ignored += 1
+        return
+    try:
+        record, created = registry.register_call(
+            ctx.calls, call_id=note.call_id, tenant_id=tenant_id, default_tenant_id=None, metadata={}, now=now
+        )
+    except Conflict:
+        logger.warning(
+            "notification ignored callId=%s tenantId=%s reason=call registered under another tenant",
+            note.call_id,
+            tenant_id,
+        )
+        counts.ignored += 1
+        return
+    if created:
+        logger.info("call registered by notification callId=%s tenantId=%s", note.call_id, record.tenant_id)
+        counts.registered += 1
+    else:
+        counts.ignored += 1
+
+
+def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
+    record = ctx.calls.get(note.call_id)
+    if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
+        logger.warning(
+            "notification ignored callId=%s tenantId=%s callTenantId=%s reason=terminated by another tenant",
+            note.call_id,
+            tenant_id,
+            record.tenant_id,
+        )
+        counts.ignored += 1
+        return
+    if record is not None:
+        event = call_ended_event(
+            record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
+        )
+        ctx.cleanup.send(event)
+    ctx.ended.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
+    if record is not None and ctx.calls.delete(record):
+        logger.info("call removed by notification callId=%s tenantId=%s", note.call_id, tenant_id)
+        counts.removed += 1
+    else:
+        counts.ignored += 1
+
+
+@handler
+def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = validate_token(bearer_token(req), audience=ctx.settings.client_id, keys=ctx.notification_keys())
+    body = read_json(req)
+    items = _field(body, "value") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise InvalidRequest("the body must be an object whose value is a list of notifications")
+    counts = _Counts()
+    for item in items:
+        note = parse_item(item)
+        if note is None:
+            counts.ignored += 1
+            continue
+        now = ctx.now()
+        if note.event == "established":
+            _established(ctx, note, tenant_id, now, counts)
+        else:
+            _terminated(ctx, note, tenant_id, now, counts)
+    logger.info(
+        "notifications processed tenantId=%s items=%d registered=%d removed=%d ignored=%d",
+        tenant_id,
+        len(items),
+        counts.registered,
+        counts.removed,
+        counts.ignored,
+    )
+    return json_response({"registered": counts.registered, "removed": counts.removed, "ignored": counts.ignored}, 202)
