@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import http_api
+from shared import http_api, keepalive, notifications
 from shared.context import get_context
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -26,3 +26,13 @@ def get_call(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="calls/{callId}", methods=["DELETE"])
 def delete_call(req: func.HttpRequest) -> func.HttpResponse:
     return http_api.delete_call(get_context(), req)
+
+
+@app.route(route="notifications", methods=["POST"])
+def receive_notifications(req: func.HttpRequest) -> func.HttpResponse:
+    return notifications.receive(get_context(), req)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%KEEPALIVE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def keepalive_tick(timer: func.TimerRequest) -> None:
+    keepalive.run_timer(get_context(), past_due=timer.past_due)

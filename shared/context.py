@@ -7,11 +7,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+import requests
 
 from shared.events import CleanupQueue
+from shared.graph import GraphClient, build_session
 from shared.models import utc_now
 from shared.settings import Settings, load_from_environment
 from shared.store import CallStore, EndedCalls, Storage
+from shared.tokens import TokenProvider
+
+if TYPE_CHECKING:
+    from shared.notifications import NotificationKeys
 
 
 @dataclass
@@ -25,12 +33,51 @@ class Context:
     calls: CallStore = field(init=False)
     cleanup: CleanupQueue = field(init=False)
     ended: EndedCalls = field(init=False)
+    _notification_keys: NotificationKeys | None = field(init=False, default=None, repr=False)
+    _notification_keys_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _session: requests.Session | None = field(init=False, default=None, repr=False)
+    _tokens: TokenProvider | None = field(init=False, default=None, repr=False)
+    _graph: GraphClient | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.storage = Storage(self.settings)
         self.calls = CallStore(self.storage)
         self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
         self.ended = EndedCalls(self.storage, self.settings.ended_table_name)
+
+    def session(self) -> requests.Session:
+        """One pooled HTTP session for Graph and the identity provider, sized to the concurrency."""
+        with self._lock:
+            if self._session is None:
+                self._session = build_session(self.settings.concurrency)
+            return self._session
+
+    def tokens(self) -> TokenProvider:
+        """MSAL apps per tenant, kept for the life of the process so tokens survive across ticks."""
+        session = self.session()
+        with self._lock:
+            if self._tokens is None:
+                self._tokens = TokenProvider(self.settings, session)
+            return self._tokens
+
+    def graph(self) -> GraphClient:
+        tokens, session = self.tokens(), self.session()
+        with self._lock:
+            if self._graph is None:
+                self._graph = GraphClient(self.settings, session, tokens, sleep=self.sleep, now=self.now)
+            return self._graph
+
+    def notification_keys(self) -> NotificationKeys:
+        """The signing keys of Graph's notification tokens, cached for the life of the process (built on first use)."""
+        with self._notification_keys_lock:
+            if self._notification_keys is None:
+                from shared.notifications import NotificationKeys  # imported here: it imports this module
+
+                session = requests.Session()  # trust_env: REQUESTS_CA_BUNDLE and HTTPS_PROXY apply
+                self._notification_keys = NotificationKeys(self.settings.notification_openid_url, session, self.now)
+            return self._notification_keys
 
 
 _context: Context | None = None

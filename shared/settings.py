@@ -80,7 +80,16 @@ class Settings:
     dry_run: bool = False
     notification_openid_url: str = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
     storage_problems: tuple[str, ...] = ()
-    graph_problems: tuple[str, ...] = ()
+    tuning_problems: tuple[str, ...] = ()
+    credential_problems: tuple[str, ...] = ()
+
+    @property
+    def graph_problems(self) -> tuple[str, ...]:
+        """What stops a tick: bad Graph or tuning settings, and the credential unless this is a dry run."""
+        return self.problems(dry_run=self.dry_run)
+
+    def problems(self, *, dry_run: bool) -> tuple[str, ...]:
+        return self.tuning_problems + (() if dry_run else self.credential_problems)
 
     @property
     def ended_table_name(self) -> str:
@@ -225,13 +234,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         env.problems.append(f"GRAPH_CLOUD must be one of {', '.join(CLOUDS)} (got {cloud!r})")
         cloud = "global"
     dry_run = env.boolean("GRAPH_DRY_RUN", False)
+    credential_problems = []
     credentials = [name for name in CREDENTIAL_SETTINGS if env.get(name) is not None]
-    if len(credentials) != 1 and not dry_run:
+    if len(credentials) != 1:
         found = f"{', '.join(credentials)} are all set" if credentials else "none is set"
-        env.problems.append(f"exactly one of {', '.join(CREDENTIAL_SETTINGS)} must be set ({found})")
+        credential_problems.append(f"exactly one of {', '.join(CREDENTIAL_SETTINGS)} must be set ({found})")
     client_id = env.get("GRAPH_CLIENT_ID")
-    if client_id is None and not dry_run:
-        env.problems.append("GRAPH_CLIENT_ID is not set (the bot's app registration)")
+    if client_id is None:
+        credential_problems.append("GRAPH_CLIENT_ID is not set (the bot's app registration)")
 
     return Settings(
         storage=storage,
@@ -256,7 +266,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             "GRAPH_NOTIFICATION_OPENID_URL", "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
         ),
         storage_problems=tuple(store.problems),
-        graph_problems=tuple(env.problems),
+        tuning_problems=tuple(env.problems),
+        credential_problems=tuple(credential_problems),
     )
 
 

@@ -15,6 +15,8 @@ from shared.settings import Settings, load_settings
 from tests import azurite as azurite_module
 from tests.host import FunctionHost
 
+pytest_plugins = ["tests.standins.fixtures", "tests.standins.openid_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_module.Azurite]:
