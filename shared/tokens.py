@@ -176,6 +176,7 @@ class TokenProvider:
         self._managed_identity: AccessTokenSource | None = None
         self._certificate: CertificateCredential | None = None
         self._guard = threading.Lock()  # guards the dicts below and the lazily built credentials
+        self._assertion_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._apps: dict[str, Any] = {}
         self._requests: dict[str, int] = {}
@@ -316,7 +317,8 @@ class TokenProvider:
             if self._managed_identity is None:
                 self._managed_identity = self._managed_identity_factory()
             credential = self._managed_identity
-        token = credential.get_token(f"{self._settings.token_exchange_audience}/.default").token
+        with self._assertion_lock:  # one managed-identity request when several tenants start cold at once
+            token = credential.get_token(f"{self._settings.token_exchange_audience}/.default").token
         if not isinstance(token, str):
             raise TypeError("the managed identity credential returned no token")
         return token
