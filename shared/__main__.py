@@ -1,0 +1,8 @@
+"""`python -m shared`: the operator command line (see `shared.cli`)."""
+
+import sys
+
+from shared.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
