@@ -64,5 +64,15 @@ infra-check: $(CHECKOV_VENV)/.installed
 pytest: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest
 
+# The keep-alive benchmark (docs/performance.md): N=10,000 calls, 3 paired runs; it starts its own Azurite
+# and Graph stand-in. Pass options through ARGS, e.g. `make bench ARGS="--calls 1000 --runs 1"`.
+bench: $(VENV)/.installed node_modules/.installed
+	$(PY) benchmarks/bench.py $(ARGS)
+
+# The soak (docs/reliability.md): a simulated day, 144 ticks over ~1,000 calls, with transient faults and a
+# storage outage; it starts its own Azurite and stand-ins. Options through ARGS, e.g. `make soak ARGS="--ticks 24"`.
+soak: $(VENV)/.installed node_modules/.installed
+	$(PY) scripts/soak.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules $(AZURITE_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -36,3 +36,8 @@ def receive_notifications(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(arg_name="timer", schedule="%KEEPALIVE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def keepalive_tick(timer: func.TimerRequest) -> None:
     keepalive.run_timer(get_context(), past_due=timer.past_due)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%KEEPALIVE_WORK_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def keepalive_work(msg: func.QueueMessage) -> None:
+    keepalive.run_work(get_context(), msg)

@@ -14,8 +14,10 @@ import requests
 from shared.events import CleanupQueue
 from shared.graph import GraphClient, build_session
 from shared.models import utc_now
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings, load_from_environment
 from shared.store import CallStore, EndedCalls, Storage
+from shared.telemetry import configure_telemetry
 from shared.tokens import TokenProvider
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class Context:
     _session: requests.Session | None = field(init=False, default=None, repr=False)
     _tokens: TokenProvider | None = field(init=False, default=None, repr=False)
     _graph: GraphClient | None = field(init=False, default=None, repr=False)
+    _limiter: RateLimiter | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.storage = Storage(self.settings)
@@ -62,11 +65,22 @@ class Context:
                 self._tokens = TokenProvider(self.settings, session)
             return self._tokens
 
+    def limiter(self) -> RateLimiter:
+        """This instance's pace of Graph requests (KEEPALIVE_MAX_REQUESTS_PER_SECOND), shared by every sweep.
+
+        Its slots are real time (milliseconds apart); a 429's pause lasts as long as the throttled call's own
+        wait, which runs on `sleep`, so an injected sleep makes the pause as short as that wait.
+        """
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = RateLimiter(self.settings.max_requests_per_second)
+            return self._limiter
+
     def graph(self) -> GraphClient:
-        tokens, session = self.tokens(), self.session()
+        tokens, session, limiter = self.tokens(), self.session(), self.limiter()
         with self._lock:
             if self._graph is None:
-                self._graph = GraphClient(self.settings, session, tokens, sleep=self.sleep, now=self.now)
+                self._graph = GraphClient(self.settings, session, tokens, sleep=self.sleep, now=self.now, gate=limiter)
             return self._graph
 
     def notification_keys(self) -> NotificationKeys:
@@ -90,6 +104,7 @@ def get_context() -> Context:
     with _lock:
         if _context is None:
             _context = Context(load_from_environment())
+            configure_telemetry(_context.settings)  # once per process; a no-op without APPLICATIONINSIGHTS_*
         return _context
 
 

@@ -27,6 +27,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -59,7 +60,7 @@ UNAUTHORIZED_HINT = (
     "Graph refused a fresh app token: check GRAPH_CLIENT_ID and its credential, the call's tenant "
     "(or GRAPH_TENANT_ID) and that GRAPH_CLOUD / GRAPH_BASE_URL / GRAPH_AUTHORITY_HOST name the same cloud"
 )
-_DELTA_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_DELTA_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
 
 
 def build_session(pool_size: int) -> requests.Session:
@@ -172,6 +173,14 @@ class TokenSource(Protocol):
     def invalidate(self, tenant_id: str, token: str | None = None) -> None: ...
 
 
+class RequestGate(Protocol):
+    """Paces requests across workers (`shared.ratelimit.RateLimiter`): waits before each, brakes on 429."""
+
+    def acquire(self, tenant_id: str) -> float: ...
+
+    def pause(self, tenant_id: str, seconds: float) -> AbstractContextManager[None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int | None
@@ -205,6 +214,7 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: Callable[[], float] = random.random,
+        gate: RequestGate | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
@@ -212,6 +222,7 @@ class GraphClient:
         self._sleep = sleep
         self._now = now
         self._rng = rng
+        self._gate = gate
 
     def url(self, call_id: str) -> str:
         """The keepAlive URL, with the callId percent-encoded as one path segment."""
@@ -229,6 +240,8 @@ class GraphClient:
         while True:
             client_request_id = str(uuid.uuid4())
             attempts += 1
+            if self._gate is not None:
+                self._gate.acquire(tenant_id)
             answer = self._send(url, token, client_request_id)
             logger.debug(
                 "graph keepalive call_id=%s tenant=%s status=%s error=%s attempt=%d client_request_id=%s request_id=%s",
@@ -263,7 +276,11 @@ class GraphClient:
                 delay,
                 retries,
             )
-            self._sleep(delay)
+            if answer.status == 429 and self._gate is not None:
+                with self._gate.pause(tenant_id, delay):  # the whole tenant holds back while this call waits
+                    self._sleep(delay)
+            else:
+                self._sleep(delay)
 
     # --- internals -----------------------------------------------------------------------------
     def _send(self, url: str, token: str, client_request_id: str) -> _Answer:

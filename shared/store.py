@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,12 +31,14 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from shared.errors import InvalidRequest, StorageUnavailable
 from shared.models import CallRecord, call_keys
 from shared.settings import Settings, StorageSettings
+from shared.tablewire import MAX_OPERATIONS, TransactionFailed, query_pages, replace_all
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +80,45 @@ def _credential(storage: StorageSettings) -> TokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=storage.client_id)
 
 
+class RequestCounter:
+    """Storage requests this process sent (each attempt), by service and kind: `table read`, `table write`,
+    `table batch`, `queue read`, `queue write`. Counted by the SDK pipeline's request hook; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def hook(self, service: str) -> Callable[[PipelineRequest[Any]], None]:
+        def count(request: PipelineRequest[Any]) -> None:
+            http = request.http_request
+            if http.url.split("?", 1)[0].endswith("/$batch"):
+                kind = "batch"
+            else:
+                kind = "read" if http.method in ("GET", "HEAD") else "write"
+            with self._lock:
+                self._counts[f"{service} {kind}"] += 1
+
+        return count
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @staticmethod
+    def writes(counts: dict[str, int]) -> int:
+        """Requests of a snapshot (or a difference of two) that change something: writes and transactions."""
+        return sum(n for kind, n in counts.items() if not kind.endswith(" read"))
+
+    @staticmethod
+    def since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+        return {kind: n - before.get(kind, 0) for kind, n in after.items() if n - before.get(kind, 0)}
+
+
 class Storage:
     """The app's table and queue clients, built once per process from `AzureWebJobsStorage`.
 
     Nothing here does I/O until first use; the table and each queue are created when missing,
-    once per process (a failed attempt is tried again on the next use).
+    once per process (a failed attempt is tried again on the next use). `requests` counts what was sent.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -90,6 +127,7 @@ class Storage:
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
         self._credential: TokenCredential | None = None
+        self.requests = RequestCounter()
 
     def _storage(self) -> StorageSettings:
         if self._settings.storage is None or self._settings.storage_problems:
@@ -107,15 +145,20 @@ class Storage:
         """A table client (the calls table by default), without creating anything."""
         storage = self._storage()
         name = name or self._settings.calls_table_name
+        options: dict[str, Any] = {"raw_request_hook": self.requests.hook("table"), **CLIENT_OPTIONS}
         if storage.connection_string:
-            return TableClient.from_connection_string(storage.connection_string, name, **CLIENT_OPTIONS)
+            return TableClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.table_service_uri is not None
-        return TableClient(storage.table_service_uri, name, credential=self._identity(storage), **CLIENT_OPTIONS)
+        return TableClient(storage.table_service_uri, name, credential=self._identity(storage), **options)
 
     def queue_client(self, name: str) -> QueueClient:
         """A queue client writing base64 text (what a Functions queue trigger expects), without creating anything."""
         storage = self._storage()
-        options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(), **CLIENT_OPTIONS}
+        options: dict[str, Any] = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "raw_request_hook": self.requests.hook("queue"),
+            **CLIENT_OPTIONS,
+        }
         if storage.connection_string:
             return QueueClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.queue_service_uri is not None
@@ -213,23 +256,35 @@ class CallStore:
         current: CallRecord | None = record
         while current is not None and current.registration_id == record.registration_id:
             partition_key, row_key = current.keys
+            statuses: list[int] = []  # the SDK answers a delete of a missing entity quietly: look at the status
+            hook = statuses.append
             with storage_errors("delete"):
                 try:
                     self._storage.table().delete_entity(
-                        partition_key, row_key, etag=current.etag, match_condition=MatchConditions.IfNotModified
+                        partition_key,
+                        row_key,
+                        etag=current.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        raw_response_hook=lambda response, hook=hook: hook(response.http_response.status_code),
                     )
-                    return True
+                    return not statuses or statuses[-1] != 404
                 except ResourceModifiedError:
                     current = self.get(record.call_id)
         return False
 
-    def update(self, record: CallRecord, change: Callable[[CallRecord], CallRecord]) -> CallRecord | None:
+    def update(
+        self, record: CallRecord, change: Callable[[CallRecord], CallRecord], *, done: CallRecord | None = None
+    ) -> CallRecord | None:
         """Apply `change` to the stored call with an ETag condition, never re-creating a deleted call.
 
-        Returns the stored record, or None when the call (this registration of it) is gone.
+        Returns the stored record, or None when the call (this registration of it) is gone. `done`: the
+        record as it would be stored if this change had gone through already (a transaction whose answer
+        was lost); found on a fresh read, it is not applied a second time.
         """
         current: CallRecord | None = record
         while current is not None and current.registration_id == record.registration_id:
+            if done is not None and current is not record and current == done:
+                return current
             changed = change(current)
             with storage_errors("update"):
                 try:
@@ -262,10 +317,85 @@ class CallStore:
         records = [CallRecord.from_entity(entity) for entity in entities]
         return records, encode_token(next_token) if next_token else None
 
+    def update_all(
+        self,
+        changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
+        changed: Sequence[CallRecord] | None = None,
+    ) -> list[CallRecord | None]:
+        """`update` for calls of one partition (at most 100) at once: one entity group transaction.
+
+        Each replace is conditional on the ETag the call was read with, and the transaction is all or
+        nothing. When it is refused (a call was changed or deleted meanwhile), the same changes go
+        one by one through `update`, which re-reads a changed call and never re-creates a deleted one.
+        `changed`: each change applied to its record already, when the caller has it. Returns, in order,
+        what `update` would: the stored record, or None when the call is gone.
+        """
+        if len(changes) > MAX_OPERATIONS or len({record.keys[0] for record, _ in changes}) > 1:
+            raise ValueError(f"update_all takes at most {MAX_OPERATIONS} calls of one partition")
+        if len(changes) <= 1 or any(record.etag is None for record, _ in changes):
+            return [self.update(record, change) for record, change in changes]
+        if changed is None:
+            changed = [change(record) for record, change in changes]
+        writes = [(new.to_entity(), record.etag or "") for (record, _), new in zip(changes, changed, strict=True)]
+        etags: list[str | None] | None = None
+        try:
+            with storage_errors("update batch"):
+                try:
+                    etags = replace_all(self._storage.table(), writes)
+                except TransactionFailed as refused:
+                    log = logger.info if refused.conflict else logger.warning
+                    log(
+                        "update batch refused partition=%s calls=%d status=%d index=%s code=%s; updating one by one",
+                        changes[0][0].keys[0],
+                        len(changes),
+                        refused.status,
+                        refused.index,
+                        refused.code,
+                    )
+        except HttpResponseError as error:  # a 4xx the boundary lets through: each call then shows its own answer
+            logger.warning("update batch failed status=%s; updating one by one", error.status_code)
+        if etags is None:
+            return [self.update(r, change, done=new) for (r, change), new in zip(changes, changed, strict=True)]
+        return [replace(new, etag=etag) for new, etag in zip(changed, etags, strict=True)]
+
     def pages(self, page_size: int = 1000) -> Iterator[list[CallRecord]]:
         """Every call, one page at a time: memory holds one page, not the table."""
         with storage_errors("list"):
-            pager = self._storage.table().list_entities(results_per_page=page_size).by_page()
+            pager = query_pages(self._storage.table(), page_size=page_size)
+        yield from self._records(pager)
+
+    def partition_pages(self, partition: str, page_size: int = 1000) -> Iterator[list[CallRecord]]:
+        """The calls of one partition (`00`..`63`), one page at a time."""
+        with storage_errors("list"):
+            pager = query_pages(
+                self._storage.table(),
+                query_filter="PartitionKey eq @partition",
+                parameters={"partition": partition},
+                page_size=page_size,
+            )
+        yield from self._records(pager)
+
+    def count(self, *, more_than: int, partition: str | None = None) -> int:
+        """How many calls (of one partition, or all), counting keys only and stopping once past `more_than`.
+
+        Reads at most `more_than` + one page of keys: enough to tell whether the table is above a threshold.
+        """
+        counted = 0
+        with storage_errors("count"):
+            pages = query_pages(
+                self._storage.table(),
+                query_filter=None if partition is None else "PartitionKey eq @partition",
+                parameters=None if partition is None else {"partition": partition},
+                select=["PartitionKey"],
+            )
+            for page in pages:
+                counted += len(page)
+                if counted > more_than:
+                    break
+        return counted
+
+    @staticmethod
+    def _records(pager: Iterator[Any]) -> Iterator[list[CallRecord]]:
         while True:
             with storage_errors("list"):
                 page = next(pager, None)

@@ -1,10 +1,15 @@
 """Run the stand-ins by hand, to watch the app work end to end without Azure.
 
     python -m tests.standins [--graph-port 8443] [--identity-port 8444] [--ended CALL_ID ...] [--latency S]
+                             [--control]
 
 Prints the app settings that point the app at them (for `local.settings.json` `Values`, or the
 environment of `python -m shared tick`), then serves until Ctrl-C. Every keepAlive is answered 200,
 except the calls named with `--ended`, which answer 404 (so the tick emits `callEnded` for them).
+
+`--control` (for a parent process, e.g. benchmarks/bench.py): commands on stdin, one a line, answered
+with one JSON line on stdout: `stats` (keepAlive requests, most in flight at once, token requests per
+tenant) and `reset` (forget those, keep the latency); end of input stops the stand-ins.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 
 from .graph import GraphStandin
@@ -34,6 +41,7 @@ def main() -> None:
     parser.add_argument("--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every keepAlive takes")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the CA bundle")
+    parser.add_argument("--control", action="store_true", help="take stats/reset commands on stdin (see above)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -46,9 +54,13 @@ def main() -> None:
     graph_server = StandinServer(graph, tls.server_context, port=args.graph_port).serve_in_thread()
     identity_server = StandinServer(identity, tls.server_context, port=args.identity_port).serve_in_thread()
     identity.configure(resource=graph_server.url)
-    graph.latency = args.latency
-    for call_id in args.ended:
-        graph.script(call_id, *[Reply(404)] * 1000)
+
+    def prepare() -> None:
+        graph.latency = args.latency
+        for call_id in args.ended:
+            graph.script(call_id, *[Reply(404)] * 1000)
+
+    prepare()
 
     values = {
         "GRAPH_BASE_URL": graph_server.url,
@@ -64,6 +76,31 @@ def main() -> None:
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+
+    def control() -> None:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "reset":
+                graph.reset()
+                identity.reset()
+                identity.configure(resource=graph_server.url)
+                prepare()
+                print(json.dumps({"reset": True}), flush=True)
+            elif command == "stats":
+                statuses = Counter(request.status for request in list(graph.requests))
+                stats = {
+                    "graphRequests": len(graph.requests),
+                    "maxInFlight": graph.max_in_flight,
+                    "statuses": {str(status): count for status, count in statuses.items()},
+                    "tokenRequests": dict(identity.token_requests),
+                }
+                print(json.dumps(stats), flush=True)
+            elif command:
+                print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+        done.set()
+
+    if args.control:
+        threading.Thread(target=control, name="standins-control", daemon=True).start()
     last = 0
     while not done.wait(1.0):
         count = len(graph.requests)

@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
-from shared.keepalive import DryRunSender, DryRunWriter, Sweep, check_settings
+from shared.keepalive import DryRunSender, DryRunWriter, Sweep, Unsaved, check_settings
 from shared.models import CallRecord
 from shared.settings import load_settings
 
@@ -53,6 +53,7 @@ class FakeSender:
 class FakeWriter:
     def __init__(self, fail_on: set[str] | None = None):
         self.ops: list[tuple] = []
+        self.flushes = 0
         self.fail_on = fail_on or set()
         self._lock = threading.Lock()
 
@@ -73,6 +74,10 @@ class FakeWriter:
     def ended(self, rec, event):
         self._log("ended", rec.call_id, event)
 
+    def flush(self):
+        self.flushes += 1
+        return Unsaved()
+
 
 def sweep(sender, writer, **settings):
     values = {"GRAPH_DRY_RUN": "true", **{k: str(v) for k, v in settings.items()}}
@@ -92,6 +97,7 @@ def test_each_outcome_goes_to_the_writer_and_the_summary():
 
     assert (summary.calls, summary.succeeded, summary.ended, summary.failed, summary.retries) == (4, 2, 1, 1, 4)
     assert summary.complete
+    assert writer.flushes == 1  # what a writer buffers is written once, at the end of the sweep
     ops = {op[1]: op for op in writer.ops}
     assert ops["ok"][0] == "succeeded" and ops["flaky"][0] == "succeeded"
     assert ops["throttled"][:4] == ("failed", "throttled", 429, "429 TooManyRequests")

@@ -1,0 +1,159 @@
+"""Fan-out: above `KEEPALIVE_FANOUT_THRESHOLD` calls the timer splits the sweep into work messages.
+
+    timer ── count keys only, stop past the threshold ── above? ── plan_ranges ── one message per range
+    queue trigger `keepalive_work` ── parse_work ── re-read the range's partitions ── the same Sweep
+
+A message names partitions ("00".."63", see models.partition_of), never calls: the queue function
+re-reads them when it runs. A retried message therefore sends the keepAlives again (harmless) and an
+ended call's event again under the same `eventId` (the registration id), and a call registered after
+the timer ran is swept too. The host retries a failed message (`maxDequeueCount` in host.json) and
+then moves it to `<queue>-poison`.
+
+Message text (base64, like every message the app writes, matching the host's default encoding):
+
+    {"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00", "01"], "tickId": "<uuid>"}
+
+Ranges hold about `KEEPALIVE_FANOUT_THRESHOLD` calls each (the threshold is also the size of a work
+item), estimated from one partition's key count since calls spread evenly over the 64 partitions:
+10,000 calls at the default 5,000 make 2 messages of 32 partitions; 1,000,000 make 64 of one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.errors import KeepAliveError
+from shared.models import PARTITIONS
+from shared.store import CallStore, Storage, storage_errors
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MESSAGE_TYPE = "keepaliveRange"
+MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (tests/unit/test_fanout.py keeps them equal)
+ALL_PARTITIONS: tuple[str, ...] = tuple(f"{index:02d}" for index in range(PARTITIONS))
+SAMPLE_PARTITION = ALL_PARTITIONS[0]
+_PARTITION = re.compile(r"^\d{2}$")
+_MAX_MESSAGE_CHARS = 4096  # a valid message is far smaller; anything bigger is not ours
+
+
+class InvalidWorkMessage(ValueError):
+    """A work message that is not one the timer writes: logged and dropped, never retried."""
+
+
+class RangeIncomplete(KeepAliveError):
+    """A range's sweep could not finish (storage failed while reading or writing): the host retries the message."""
+
+
+class WorkMessage(Protocol):
+    """What the queue function needs of `azure.functions.QueueMessage`."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def dequeue_count(self) -> int | None: ...
+
+    def get_body(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkRange:
+    """Partitions of the calls table that one work message sweeps, and the timer tick that asked for it."""
+
+    partitions: tuple[str, ...]
+    tick_id: str
+
+    @property
+    def label(self) -> str:
+        """`07`, or `00-31` for a contiguous group (ranges are contiguous), for the logs."""
+        first, last = self.partitions[0], self.partitions[-1]
+        return first if first == last else f"{first}-{last}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": SCHEMA_VERSION,
+            "type": MESSAGE_TYPE,
+            "partitions": list(self.partitions),
+            "tickId": self.tick_id,
+        }
+
+    def text(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+def plan_ranges(estimated_calls: int, calls_per_range: int, tick_id: str) -> list[WorkRange]:
+    """Every partition, in contiguous groups of about `calls_per_range` calls (at least one group, at most 64)."""
+    count = min(PARTITIONS, max(1, math.ceil(estimated_calls / max(1, calls_per_range))))
+    bounds = [round(i * PARTITIONS / count) for i in range(count + 1)]
+    return [WorkRange(ALL_PARTITIONS[bounds[i] : bounds[i + 1]], tick_id) for i in range(count)]
+
+
+def parse_work(body: bytes | str) -> WorkRange:
+    """A work message's range; `InvalidWorkMessage` (naming the problem) for anything else."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidWorkMessage("not UTF-8 text") from None
+    if len(body) > _MAX_MESSAGE_CHARS:
+        raise InvalidWorkMessage(f"longer than {_MAX_MESSAGE_CHARS} characters")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise InvalidWorkMessage("not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidWorkMessage("not a JSON object")
+    if data.get("type") != MESSAGE_TYPE or data.get("schemaVersion") != SCHEMA_VERSION:
+        raise InvalidWorkMessage(f"type must be {MESSAGE_TYPE!r} with schemaVersion {SCHEMA_VERSION}")
+    partitions = data.get("partitions")
+    if not isinstance(partitions, list) or not partitions:
+        raise InvalidWorkMessage("partitions must be a non-empty list")
+    known = set(ALL_PARTITIONS)
+    if not all(isinstance(p, str) and _PARTITION.match(p) and p in known for p in partitions):
+        raise InvalidWorkMessage(f"partitions must be among {ALL_PARTITIONS[0]}..{ALL_PARTITIONS[-1]}")
+    if len(set(partitions)) != len(partitions):
+        raise InvalidWorkMessage("partitions must not repeat")
+    tick_id = data.get("tickId")
+    if not isinstance(tick_id, str) or not 1 <= len(tick_id) <= 64:
+        raise InvalidWorkMessage("tickId must be a string of 1 to 64 characters")
+    return WorkRange(tuple(sorted(partitions)), tick_id)
+
+
+def estimate_calls(calls: CallStore, threshold: int) -> int | None:
+    """None when the table holds at most `threshold` calls; else about how many it holds.
+
+    Reads keys only: at most `threshold` + one page of the table, then as much of one partition.
+    """
+    counted = calls.count(more_than=threshold)
+    if counted <= threshold:
+        return None
+    sample = calls.count(more_than=threshold, partition=SAMPLE_PARTITION)
+    return max(counted, sample * PARTITIONS)
+
+
+def enqueue(storage: Storage, queue_name: str, ranges: Sequence[WorkRange]) -> None:
+    """One message per range on the work queue (created when missing). Raises `StorageUnavailable` part way."""
+    queue = storage.queue(queue_name)
+    with storage_errors("read work queue"):
+        backlog = queue.get_queue_properties().approximate_message_count or 0
+    if backlog:
+        logger.warning(
+            "keepalive fanout backlog=%d: work of an earlier tick is still queued; if this repeats, the ranges "
+            "take longer than the schedule (see docs/scaling.md)",
+            backlog,
+        )
+    for work in ranges:
+        with storage_errors("send work"):
+            queue.send_message(work.text())
+
+
+def new_tick_id() -> str:
+    return str(uuid.uuid4())

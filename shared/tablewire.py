@@ -1,0 +1,302 @@
+"""Table Storage on the wire, for the sweep's hot paths: query pages and entity group transactions.
+
+The SDK's `TableClient` deserializes every property of every entity through its generic machinery
+(dates through `strptime`), and `submit_transaction` builds and parses the `$batch` body with the
+`email` package, running every sub-request through a pipeline: together several times the CPU of the
+keepAlive each call costs, on a machine where the sweep's Python is the bottleneck. So, for the tick:
+
+- `query_pages` sends Table Storage's query (`GET {table}()?$top=…&$filter=…`, continuation headers)
+  and hands back each entity as the service's JSON (`WireEntity`, which `CallRecord.from_entity` reads);
+- `replace_all` sends one changeset of `PUT … If-Match` (the body the SDK would send) and reads only
+  the status line and ETag of each part.
+
+Both go through the table client's own pipeline (authentication, retries, the request counter) and fall
+back to the SDK's public calls when that pipeline is not where it used to be. Filter values are bound
+with `bind`, which quotes them as OData literals: no value is ever spliced into a filter unquoted.
+A changeset is all or nothing: when one entity changed or was deleted meanwhile (412 or 404), or any
+part fails, `TransactionFailed` says so and nothing was written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
+from azure.core.rest import HttpRequest
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+MAX_OPERATIONS = 100  # Table Storage's limit for one entity group transaction
+MAX_PAGE = 1000  # Table Storage's most entities per query answer
+LOST_ANSWER_RETRIES = 2  # a transaction whose answer was lost is sent again this many times at most
+_PARAMETER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+_STATUS = re.compile(rb"(?:^|\r\n)HTTP/1\.1 (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n", re.DOTALL)
+_ETAG = re.compile(rb"(?im)^etag:[ \t]*(.+?)[ \t]*$")
+_INDEX = re.compile(r"^(\d+):")
+_INT32 = range(-(2**31), 2**31)
+
+
+class TransactionFailed(Exception):
+    """The service refused the changeset as a whole; nothing of it was written."""
+
+    def __init__(self, status: int, *, index: int | None = None, code: str | None = None) -> None:
+        super().__init__(f"entity group transaction refused status={status} index={index} code={code}")
+        self.status = status
+        self.index = index
+        self.code = code
+
+    @property
+    def conflict(self) -> bool:
+        """An entity was changed (412) or deleted (404) since it was read."""
+        return self.status in (404, 412)
+
+
+class WireEntity(dict[str, Any]):
+    """An entity as the service's JSON (`odata=minimalmetadata`), with its ETag where the SDK keeps it."""
+
+    __slots__ = ("metadata",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.metadata: dict[str, Any] = {"etag": data.get("odata.etag")}
+
+
+def bind(query_filter: str, parameters: Mapping[str, str]) -> str:
+    """`query_filter` with each `@name` replaced by its string value as a quoted OData literal."""
+
+    def literal(match: re.Match[str]) -> str:
+        value = parameters[match.group(1)]
+        if not isinstance(value, str):
+            raise TypeError("only string parameters are bound here")
+        return "'" + value.replace("'", "''") + "'"
+
+    return _PARAMETER.sub(literal, query_filter)
+
+
+def query_pages(
+    table: TableClient,
+    *,
+    query_filter: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+    select: Sequence[str] | None = None,
+    page_size: int = MAX_PAGE,
+) -> Iterator[list[WireEntity]]:
+    """The entities of `table` (matching `query_filter`, values bound from `parameters`), a page at a time.
+
+    Raises what the pipeline raises, and `HttpResponseError` for an error answer (the caller's storage
+    error boundary sorts those out).
+    """
+    generated = _pipeline(table)
+    if generated is None:
+        yield from _query_pages_with_sdk(table, query_filter, parameters, select, page_size)
+        return
+    query: dict[str, str] = {"$top": str(min(max(1, page_size), MAX_PAGE))}
+    if query_filter is not None:
+        query["$filter"] = bind(query_filter, parameters or {})
+    if select:
+        query["$select"] = ",".join(select)
+    account_url = table.url.split("?", 1)[0].rstrip("/")
+    headers = {
+        "x-ms-version": table.api_version,
+        "DataServiceVersion": "3.0",
+        "Accept": "application/json;odata=minimalmetadata",
+    }
+    continuation: dict[str, str] = {}
+    while True:
+        url = f"{account_url}/{table.table_name}()?{urlencode({**query, **continuation}, quote_via=quote)}"
+        response = generated.send_request(HttpRequest("GET", url, headers=headers), stream=True)
+        body = response.read()
+        if response.status_code != 200:
+            raise HttpResponseError(message=f"query failed status={response.status_code}", response=response)
+        yield [WireEntity(item) for item in json.loads(body)["value"]]
+        continuation = {
+            name: value
+            for name, value in (
+                ("NextPartitionKey", response.headers.get("x-ms-continuation-NextPartitionKey")),
+                ("NextRowKey", response.headers.get("x-ms-continuation-NextRowKey")),
+            )
+            if value
+        }
+        if not continuation:
+            return
+
+
+def _query_pages_with_sdk(
+    table: TableClient,
+    query_filter: str | None,
+    parameters: Mapping[str, str] | None,
+    select: Sequence[str] | None,
+    page_size: int,
+) -> Iterator[list[WireEntity]]:
+    if query_filter is None:
+        entities = table.list_entities(select=list(select) if select else None, results_per_page=page_size)
+    else:
+        entities = table.query_entities(
+            query_filter,
+            parameters=dict(parameters or {}),
+            select=list(select) if select else None,
+            results_per_page=page_size,
+        )
+    for page in entities.by_page():
+        items = []
+        for entity in page:
+            item = WireEntity(entity)
+            item.metadata = dict(getattr(entity, "metadata", {}) or {})
+            items.append(item)
+        yield items
+
+
+def _pipeline(table: TableClient) -> Any:
+    """The table client's generated client, whose `send_request` runs its pipeline; None if it moved."""
+    generated = getattr(table, "_client", None)
+    return generated if callable(getattr(generated, "send_request", None)) else None
+
+
+def wire_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """An entity as Table Storage's JSON, typed as the SDK types it (`_serialize._add_entity_properties`)."""
+    properties: dict[str, Any] = {}
+    for name, value in entity.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            properties[name] = value
+        elif isinstance(value, str):
+            properties[name] = value
+            properties[name + "@odata.type"] = "Edm.String"
+        elif isinstance(value, int):
+            if value not in _INT32:
+                raise TypeError(f"{name}: {value} is too large for Edm.Int32")
+            properties[name] = value
+        elif isinstance(value, float):
+            properties[name] = value
+            properties[name + "@odata.type"] = "Edm.Double"
+        elif isinstance(value, datetime):
+            service_value = getattr(value, "tables_service_value", None)
+            properties[name] = service_value or value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            properties[name + "@odata.type"] = "Edm.DateTime"
+        else:
+            raise TypeError(f"{name}: type {type(value).__name__} is not supported here")
+    return properties
+
+
+def encode(
+    account_url: str, table_name: str, changes: Sequence[tuple[Mapping[str, Any], str]], *, version: str
+) -> tuple[bytes, str]:
+    """The `$batch` body replacing each entity if its ETag matches, and its outer boundary."""
+    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+    date = formatdate(usegmt=True)
+    chunks = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    for index, (entity, etag) in enumerate(changes):
+        keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
+        body = json.dumps(wire_entity(entity))  # ASCII (escaped), so its length in characters is in bytes
+        chunks.append(
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {index}\r\n\r\n"
+            f"PUT {account_url}/{table_name}({keys}) HTTP/1.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nx-ms-version: {version}\r\nDataServiceVersion: 3.0\r\n"
+            f"Accept: application/json\r\nIf-Match: {etag}\r\nx-ms-date: {date}\r\nDate: {date}\r\n\r\n"
+            f"{body}\r\n"
+        )
+    chunks.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
+    return "".join(chunks).encode("ascii"), batch
+
+
+def decode(body: bytes, expected: int) -> list[str | None]:
+    """The ETags of a successful changeset's answer, in order; `TransactionFailed` when it was refused."""
+    parts = [(int(match.group(1)), match.group(2)) for match in _STATUS.finditer(body)]
+    failed = next((part for part in parts if not 200 <= part[0] < 300), None)
+    if failed is not None:
+        index, code = _error_details(body)
+        raise TransactionFailed(failed[0], index=index, code=code)
+    if len(parts) != expected:
+        raise TransactionFailed(0, code=f"expected {expected} answers, got {len(parts)}")
+    etags: list[str | None] = []
+    for _, headers in parts:
+        match = _ETAG.search(headers)
+        etags.append(match.group(1).decode("latin-1") if match else None)
+    return etags
+
+
+def replace_all(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
+    """Replace every entity if its ETag still matches, all or none; returns the new ETags in order.
+
+    All entities belong to one partition, at most `MAX_OPERATIONS` of them. Raises `TransactionFailed` when
+    the changeset is refused, `HttpResponseError` when the request itself fails (the caller's storage error
+    boundary sorts those out), and the pipeline's own errors when the service cannot be reached.
+    """
+    if not changes:
+        return []
+    if len(changes) > MAX_OPERATIONS or len({entity["PartitionKey"] for entity, _ in changes}) != 1:
+        raise ValueError(f"a transaction holds 1 to {MAX_OPERATIONS} entities of one partition")
+    generated = _pipeline(table)
+    if generated is None:
+        return _replace_all_with_sdk(table, changes)
+    account_url = table.url.split("?", 1)[0].rstrip("/")
+    body, boundary = encode(account_url, table.table_name, changes, version=table.api_version)
+    request = HttpRequest(
+        "POST",
+        f"{account_url}/$batch",
+        headers={
+            "x-ms-version": table.api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={boundary}",
+            "Accept": "application/json",
+        },
+        content=body,
+    )
+    # The pipeline does not retry a POST whose answer was lost (a pooled connection the service had just
+    # closed, a reset). Sending it again is safe here: had an earlier one gone through, every ETag changed,
+    # so this one is refused (412) and the caller redoes the changes one by one on fresh reads.
+    for attempt in range(LOST_ANSWER_RETRIES + 1):
+        try:
+            response = generated.send_request(copy.deepcopy(request), stream=True)
+            break
+        except ServiceResponseError:
+            if attempt == LOST_ANSWER_RETRIES:
+                raise
+    if response.status_code != 202:
+        raise HttpResponseError(
+            message=f"entity group transaction failed status={response.status_code}", response=response
+        )
+    return decode(response.read(), len(changes))
+
+
+def _replace_all_with_sdk(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
+    operations = [
+        ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified})
+        for entity, etag in changes
+    ]
+    try:
+        results = table.submit_transaction(operations)
+    except TableTransactionError as error:
+        raise TransactionFailed(
+            error.status_code or 0, index=error.index, code=getattr(error, "error_code", None)
+        ) from None
+    return [result.get("etag") for result in results]
+
+
+def _key(value: str) -> str:
+    return quote(value.replace("'", "''"), safe="")
+
+
+def _error_details(body: bytes) -> tuple[int | None, str | None]:
+    """The failing operation's index and error code from a refused changeset's JSON error, when present."""
+    start = body.find(b'{"odata.error"')
+    if start < 0:
+        return None, None
+    try:
+        error = json.JSONDecoder().raw_decode(body[start:].decode("utf-8", "replace"))[0]["odata.error"]
+        message = error.get("message", {}).get("value", "")
+        match = _INDEX.match(message)
+        return (int(match.group(1)) if match else None), error.get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None

@@ -1,0 +1,202 @@
+"""The tick's writes as entity group transactions, on Azurite with the Graph and identity stand-ins:
+how many storage requests a tick makes, and that a call deleted (or registered anew) while its keepAlive
+is in flight is never brought back, even when its result waits in a batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.core import MatchConditions
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import context as context_module
+from shared.context import Context
+from shared.keepalive import TickSummary, run_tick
+from shared.models import call_keys
+from shared.store import RequestCounter
+from shared.tablewire import TransactionFailed, query_pages, replace_all
+from tests.host import FunctionHost, body_of
+from tests.standins.fixtures import Standins
+from tests.standins.server import Reply
+
+pytestmark = pytest.mark.integration
+
+
+def ids_in(partition: str, count: int, prefix: str = "call") -> list[str]:
+    """`count` callIds whose hash puts them in `partition`."""
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        call_id = f"{prefix}-{i}"
+        if call_keys(call_id)[0] == partition:
+            found.append(call_id)
+        i += 1
+    return found
+
+
+@pytest.fixture
+def ctx(standins: Standins, make_settings) -> Iterator[Context]:
+    environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
+    context = Context(make_settings(**environ, GRAPH_DRY_RUN="false"), sleep=lambda seconds: None)
+    previous = context_module.install(context)
+    try:
+        yield context
+    finally:
+        context_module.install(previous)
+
+
+def register(host: FunctionHost, *call_ids: str) -> None:
+    for call_id in call_ids:
+        response = host.request("POST", "/api/calls", body={"callId": call_id})
+        assert response.status_code == 201, response.get_body()
+
+
+def get(host: FunctionHost, call_id: str) -> dict[str, Any] | None:
+    response = host.request("GET", f"/api/calls/{call_id}")
+    return body_of(response) if response.status_code == 200 else None
+
+
+def counted_tick(ctx: Context) -> tuple[TickSummary, dict[str, int]]:
+    ctx.storage.table()
+    ctx.storage.queue(ctx.settings.cleanup_queue_name)
+    before = ctx.storage.requests.snapshot()
+    summary = run_tick(ctx)
+    return summary, RequestCounter.since(before, ctx.storage.requests.snapshot())
+
+
+def test_a_tick_writes_its_results_in_transactions_of_a_hundred(ctx, host, standins):
+    ids = ids_in("00", 200) + ids_in("01", 150)
+    register(host, *ids)
+
+    summary, requests = counted_tick(ctx)
+
+    assert (summary.calls, summary.succeeded, summary.unsaved) == (350, 350, 0)
+    assert requests == {"table read": 1, "table batch": 4}  # 100 + 100 and 100 + 50; one page read
+    assert RequestCounter.writes(requests) <= 350 / 50 + requests["table read"]
+    for call_id in (ids[0], ids[199], ids[-1]):
+        record = get(host, call_id)
+        assert record is not None and record["lastStatus"] == 200 and record["lastKeepAliveAt"] is not None
+
+
+def test_results_written_in_a_batch_are_read_back_with_their_new_etags(ctx, host, standins):
+    ids = ids_in("05", 3)
+    register(host, *ids)
+    run_tick(ctx)
+    standins.graph.script(ids[0], 503, 503, 503, 503)
+    summary = run_tick(ctx)  # the second tick's conditional writes need the first tick's ETags: no conflict
+    assert (summary.succeeded, summary.failed, summary.unsaved) == (2, 1, 0)
+    record = get(host, ids[0])
+    assert record is not None and record["consecutiveFailures"] == 1 and record["lastStatus"] == 503
+
+
+def run_in_background(ctx: Context) -> tuple[threading.Thread, list[TickSummary]]:
+    results: list[TickSummary] = []
+    thread = threading.Thread(target=lambda: results.append(run_tick(ctx)))
+    thread.start()
+    return thread, results
+
+
+def wait_for_request(standins: Standins, call_id: str, deadline: float = 10.0) -> None:
+    ends = time.monotonic() + deadline
+    while not standins.graph.requests_for(call_id):
+        assert time.monotonic() < ends, f"no keepAlive for {call_id}"
+        time.sleep(0.01)
+
+
+def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(ctx, host, standins, caplog):
+    victim, *others = ids_in("00", 20)
+    register(host, victim, *others)
+    standins.graph.script(victim, Reply(200, delay=0.5))
+    ctx.storage.table()
+    before = ctx.storage.requests.snapshot()
+
+    with caplog.at_level(logging.INFO, logger="shared.store"):
+        thread, results = run_in_background(ctx)
+        wait_for_request(standins, victim)
+        assert host.request("DELETE", f"/api/calls/{victim}").status_code == 204
+        thread.join(15)
+
+    [summary] = results
+    assert summary.succeeded == 20 and summary.unsaved == 0
+    assert get(host, victim) is None  # not re-created by the batch, nor by the fallback
+    assert host.request("GET", "/api/calls?top=100").status_code == 200
+    for call_id in others:
+        record = get(host, call_id)
+        assert record is not None and record["lastKeepAliveAt"] is not None
+    refused = [r.getMessage() for r in caplog.records if "update batch refused" in r.getMessage()]
+    assert len(refused) == 1 and "partition=00 calls=20" in refused[0]
+    requests = RequestCounter.since(before, ctx.storage.requests.snapshot())
+    assert requests["table batch"] == 1 and requests["table write"] >= 20  # the DELETE, then one update each
+
+
+def test_a_call_registered_anew_while_its_keepalive_is_in_flight_keeps_the_new_registration(ctx, host, standins):
+    victim, *others = ids_in("00", 5)
+    register(host, victim, *others)
+    old = get(host, victim)
+    standins.graph.script(victim, Reply(200, delay=0.5))
+
+    thread, results = run_in_background(ctx)
+    wait_for_request(standins, victim)
+    assert host.request("DELETE", f"/api/calls/{victim}").status_code == 204
+    register(host, victim)
+    thread.join(15)
+
+    assert results and results[0].succeeded == 5
+    new = get(host, victim)
+    assert new is not None and old is not None
+    assert new["registeredAt"] >= old["registeredAt"]
+    assert (new["lastKeepAliveAt"], new["lastStatus"], new["consecutiveFailures"]) == (None, None, 0)
+    assert all(get(host, c)["lastKeepAliveAt"] is not None for c in others)  # type: ignore[index]
+
+
+# --- the wire module against the SDK's own calls --------------------------------------------------------
+class WithoutPipeline:
+    """A table client whose internals moved: tablewire falls back to the SDK's public calls."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_client":
+            raise AttributeError(name)
+        return getattr(self._table, name)
+
+
+@pytest.mark.parametrize("through_sdk", [False, True])
+def test_transactions_and_queries_agree_with_the_sdk(ctx, host, through_sdk):
+    ids = ids_in("07", 3)
+    register(host, *ids)
+    table: Any = ctx.storage.table()
+    client = WithoutPipeline(table) if through_sdk else table
+
+    [page] = list(query_pages(client, query_filter="PartitionKey eq @p", parameters={"p": "07"}))
+    assert sorted(e["CallId"] for e in page) == sorted(ids)
+    sdk = {e["RowKey"]: e.metadata["etag"] for e in table.query_entities("PartitionKey eq '07'")}
+    assert {e["RowKey"]: e.metadata["etag"] for e in page} == sdk
+
+    changes = [
+        ({**{k: v for k, v in e.items() if "@" not in k and "." not in k}, "LastStatus": 299}, e.metadata["etag"])
+        for e in page
+    ]
+    etags = replace_all(client, changes)
+    stored = {e["RowKey"]: e for e in table.query_entities("PartitionKey eq '07'")}
+    assert all(stored[entity["RowKey"]]["LastStatus"] == 299 for entity, _ in changes)
+    assert etags == [stored[entity["RowKey"]].metadata["etag"] for entity, _ in changes]
+
+    table.update_entity(
+        dict(stored[changes[0][0]["RowKey"]]),
+        mode=UpdateMode.REPLACE,
+        etag=etags[0],
+        match_condition=MatchConditions.IfNotModified,
+    )
+    with pytest.raises(TransactionFailed) as refused:  # the first entity changed meanwhile: nothing is written
+        replace_all(
+            client, [({**entity, "LastStatus": 298}, etag) for (entity, _), etag in zip(changes, etags, strict=True)]
+        )
+    assert refused.value.conflict
+    assert all(e["LastStatus"] == 299 for e in table.query_entities("PartitionKey eq '07'"))

@@ -1,0 +1,242 @@
+"""Fan-out and batching without services: ranges, work messages, the queue function's metadata and
+host.json, the batch writer's buffering, and what a sweep reports when writes are lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.context import Context
+from shared.errors import StorageUnavailable
+from shared.fanout import (
+    ALL_PARTITIONS,
+    MAX_DEQUEUE_COUNT,
+    InvalidWorkMessage,
+    WorkRange,
+    parse_work,
+    plan_ranges,
+)
+from shared.graph import KeepAliveResult
+from shared.keepalive import BatchWriter, Sweep, Unsaved, run_work
+from shared.models import CallRecord, call_keys
+from shared.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+# --- ranges -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("estimate", "per_range", "count"),
+    [(1, 5000, 1), (5001, 5000, 2), (10_000, 5000, 2), (100_000, 5000, 20), (1_000_000, 5000, 64), (30, 10, 3)],
+)
+def test_ranges_cover_every_partition_once_in_contiguous_groups(estimate, per_range, count):
+    ranges = plan_ranges(estimate, per_range, "tick")
+    assert len(ranges) == count
+    assert [p for r in ranges for p in r.partitions] == list(ALL_PARTITIONS)
+    sizes = [len(r.partitions) for r in ranges]
+    assert max(sizes) - min(sizes) <= 1
+    assert {r.tick_id for r in ranges} == {"tick"}
+
+
+def test_a_range_is_labelled_by_its_first_and_last_partition():
+    assert WorkRange(("07",), "t").label == "07"
+    assert WorkRange(tuple(ALL_PARTITIONS[:32]), "t").label == "00-31"
+
+
+def test_a_work_message_reads_back_as_its_range():
+    work = WorkRange(("00", "01"), "6f1c")
+    assert json.loads(work.text()) == {
+        "schemaVersion": 1,
+        "type": "keepaliveRange",
+        "partitions": ["00", "01"],
+        "tickId": "6f1c",
+    }
+    assert parse_work(work.text().encode()) == work
+    assert parse_work(json.dumps({**work.to_json(), "partitions": ["01", "00"], "extra": 1})) == work
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe",
+        "not json",
+        "[1, 2]",
+        json.dumps({"schemaVersion": 2, "type": "keepaliveRange", "partitions": ["00"], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "callEnded", "partitions": ["00"], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": [], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": "00", "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["64"], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["7"], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": [0], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00", "00"], "tickId": "t"}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00"]}),
+        json.dumps({"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00"], "tickId": ""}),
+        "x" * 5000,
+    ],
+)
+def test_anything_else_is_an_invalid_work_message(body):
+    with pytest.raises(InvalidWorkMessage):
+        parse_work(body)
+
+
+# --- the queue function and host.json ------------------------------------------------------------------
+def test_the_queue_function_is_bound_to_the_work_queue_setting(host):
+    trigger = host.trigger("keepalive_work")
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["queueName"] == "%KEEPALIVE_WORK_QUEUE_NAME%"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+    assert trigger["name"] == "msg"
+
+
+def test_host_json_queue_settings_match_the_code():
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+    assert queues["batchSize"] == 1 and queues["newBatchThreshold"] == 0  # one range at a time per instance
+    assert set(queues) == {
+        "batchSize",
+        "newBatchThreshold",
+        "maxDequeueCount",
+        "visibilityTimeout",
+        "maxPollingInterval",
+    }
+
+
+class Message:
+    def __init__(self, body: bytes, dequeue_count: int = 1) -> None:
+        self.id = "message-1"
+        self.dequeue_count = dequeue_count
+        self._body = body
+
+    def get_body(self) -> bytes:
+        return self._body
+
+
+def test_an_invalid_work_message_is_logged_and_dropped_without_touching_anything(caplog):
+    ctx = Context(load_settings({}))  # no storage at all: nothing may be needed
+    with caplog.at_level(logging.ERROR):
+        assert run_work(ctx, Message(b"not json", dequeue_count=2)) is None
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "keepalive work message dropped" in error and "dequeueCount=2" in error and "not JSON" in error
+
+
+def test_the_last_try_is_warned_before_the_range_runs(caplog):
+    ctx = Context(load_settings({"GRAPH_DRY_RUN": "true"}))  # storage missing: the run fails after the warning
+    body = WorkRange(("05",), "tick-1").text().encode()
+    with caplog.at_level(logging.INFO), pytest.raises(StorageUnavailable):
+        run_work(ctx, Message(body, dequeue_count=MAX_DEQUEUE_COUNT))
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "partitions=05" in warning and "tickId=tick-1" in warning and f"dequeueCount={MAX_DEQUEUE_COUNT}" in warning
+    assert "last try" in warning and "poison" in warning
+
+
+# --- the batch writer ---------------------------------------------------------------------------------
+def record(call_id: str) -> CallRecord:
+    return CallRecord(
+        call_id=call_id, tenant_id=TENANT, registered_at=NOW, registration_id=f"reg-{call_id}", etag='W/"1"'
+    )
+
+
+def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
+    found, i = [], 0
+    while len(found) < count:
+        if call_keys(f"{prefix}{i}")[0] == partition:
+            found.append(f"{prefix}{i}")
+        i += 1
+    return found
+
+
+class FakeCalls:
+    """Our own CallStore seam: records each update_all batch; fails the ones asked to."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def update_all(self, changes, changed=None):
+        with self._lock:
+            self.batches.append([r.call_id for r, _ in changes])
+        if self.fail:
+            raise StorageUnavailable("down")
+        assert changed is not None and [c.call_id for c in changed] == [r.call_id for r, _ in changes]
+        return list(changed)
+
+
+def writer(calls: FakeCalls, **options) -> BatchWriter:
+    return BatchWriter(calls, None, None, lambda: NOW, **options)  # type: ignore[arg-type]
+
+
+OK = KeepAliveResult(status=200, attempts=1)
+
+
+def test_a_partition_is_written_per_hundred_and_the_rest_at_the_end():
+    calls = FakeCalls()
+    batch = writer(calls)
+    for call_id in ids_in("00", 250) + ids_in("01", 30):
+        stored = batch.succeeded(record(call_id), OK, NOW)
+        assert stored is not None and stored.last_keepalive_at == NOW
+    assert batch.flush() == Unsaved()
+    sizes = sorted(len(b) for b in calls.batches)
+    assert sizes == [30, 50, 100, 100]
+    assert all(len({call_keys(c)[0] for c in b}) == 1 for b in calls.batches)
+
+
+def test_buffers_are_bounded_across_partitions():
+    calls = FakeCalls()
+    batch = writer(calls, max_buffered=50)
+    for partition in ALL_PARTITIONS[:20]:
+        for call_id in ids_in(partition, 5, prefix=f"p{partition}-"):
+            batch.failed(record(call_id), 503, "503", NOW)
+    deadline = time.monotonic() + 5  # the writes run on the writer's own threads
+    while sum(len(b) for b in calls.batches) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(len(b) for b in calls.batches) >= 50  # handed to the writers as soon as more than 50 waited
+    batch.flush()
+    assert sum(len(b) for b in calls.batches) == 100
+
+
+def test_lost_batches_are_reported_by_kind_at_the_flush(caplog):
+    calls = FakeCalls(fail=True)
+    batch = writer(calls)
+    for call_id in ids_in("03", 3):
+        batch.succeeded(record(call_id), OK, NOW)
+    batch.failed(record(ids_in("03", 4)[3]), 500, "500", NOW)
+    with caplog.at_level(logging.ERROR):
+        assert batch.flush() == Unsaved(succeeded=3, failed=1)
+    assert any("keepalive results not saved partition=03 calls=4" in r.getMessage() for r in caplog.records)
+    assert batch.flush() == Unsaved()  # reported once
+
+
+# --- the sweep's counts when writes are lost -----------------------------------------------------------------
+class LosingWriter:
+    def succeeded(self, rec, result, now):
+        return rec
+
+    def failed(self, rec, status, error, now):
+        return rec
+
+    def ended(self, rec, event):
+        raise AssertionError("no call ends here")
+
+    def flush(self):
+        return Unsaved(succeeded=2, failed=0)
+
+
+class OkSender:
+    def keep_alive(self, call_id, tenant_id):
+        return OK
+
+
+def test_outcomes_a_writer_could_not_save_count_as_failures():
+    sweep = Sweep(load_settings({"GRAPH_DRY_RUN": "true"}), OkSender(), LosingWriter(), lambda: NOW)
+    summary = sweep.run([[record("a"), record("b"), record("c")]])
+    assert (summary.calls, summary.succeeded, summary.failed, summary.unsaved) == (3, 1, 2, 2)
+    assert summary.log_text().endswith("unsaved=2")

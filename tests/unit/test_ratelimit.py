@@ -1,0 +1,266 @@
+"""The per-instance rate limiter: a fake clock whose sleep advances it, and threads for the 429 pause."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from shared.graph import GraphClient
+from shared.ratelimit import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS, RateLimiter
+from shared.settings import load_settings
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
+
+
+class FakeTime:
+    """A clock that only moves when slept on (or advanced); thread-safe."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def limiter(rate: float, time: FakeTime, burst: float | None = None) -> RateLimiter:
+    return RateLimiter(rate, burst=burst, clock=time.clock, sleep=time.sleep)
+
+
+def test_requests_within_the_burst_do_not_wait():
+    time = FakeTime()
+    gate = limiter(100, time, burst=10)
+    assert [gate.acquire(TENANT) for _ in range(10)] == [0.0] * 10
+    assert time.slept == []
+
+
+def test_the_bucket_paces_requests_at_the_rate():
+    time = FakeTime()
+    gate = limiter(50, time, burst=5)
+    started = time.clock()
+    for _ in range(105):
+        gate.acquire(TENANT)
+    # 5 from the burst, then 100 at 50 per second: 2 seconds
+    assert time.clock() - started == pytest.approx(2.0)
+    assert all(wait == pytest.approx(0.02) for wait in time.slept)
+
+
+def test_the_bucket_is_shared_by_every_tenant():
+    time = FakeTime()
+    gate = limiter(10, time, burst=1)
+    gate.acquire(TENANT)
+    gate.acquire(OTHER)
+    assert time.slept == [pytest.approx(0.1)]
+
+
+def test_idle_time_refills_the_bucket_up_to_the_burst_only():
+    time = FakeTime()
+    gate = limiter(10, time, burst=2)
+    gate.acquire(TENANT), gate.acquire(TENANT)
+    time.advance(60)
+    assert [gate.acquire(TENANT) for _ in range(2)] == [0.0, 0.0]
+    assert gate.acquire(TENANT) == pytest.approx(0.1)
+
+
+def test_the_default_burst_is_a_tenth_of_a_second():
+    time = FakeTime()
+    gate = limiter(500, time)
+    assert [gate.acquire(TENANT) for _ in range(50)] == [0.0] * 50
+    assert gate.acquire(TENANT) == pytest.approx(1 / 500)
+
+
+def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone():
+    time = FakeTime()
+    gate = limiter(100, time, burst=100)
+    for _ in range(5):  # five calls in flight answer 429 at once: one halving
+        with gate.pause(TENANT, 2.0):
+            pass
+    assert gate.factor(TENANT) == 0.5
+    assert gate.factor(OTHER) == 1.0
+    time.advance(BRAKE_INTERVAL)
+    with gate.pause(TENANT, 2.0):
+        pass
+    assert gate.factor(TENANT) == 0.25
+
+
+def test_a_braked_tenant_goes_at_its_share_of_the_rate():
+    time = FakeTime()
+    gate = limiter(100, time, burst=100)
+    with gate.pause(TENANT, 0.0):
+        pass
+    started = time.clock()
+    for _ in range(11):
+        gate.acquire(TENANT)
+    assert time.clock() - started == pytest.approx(10 / 50)  # half of 100 per second, one slot at once
+    other_started = time.clock()
+    gate.acquire(OTHER)
+    assert time.clock() == other_started  # the other tenant still has the whole burst
+
+
+def test_the_rate_recovers_step_by_step_without_429():
+    time = FakeTime()
+    gate = limiter(100, time)
+    for _ in range(3):
+        with gate.pause(TENANT, 0.0):
+            pass
+        time.advance(BRAKE_INTERVAL)
+    assert gate.factor(TENANT) == 0.125
+    time.advance(RECOVERY_SECONDS)
+    assert gate.factor(TENANT) == 0.25
+    time.advance(2 * RECOVERY_SECONDS)
+    assert gate.factor(TENANT) == 1.0
+
+
+def test_the_rate_never_drops_below_the_floor():
+    time = FakeTime()
+    gate = limiter(64, time)
+    for _ in range(20):
+        with gate.pause(TENANT, 0.0):
+            pass
+        time.advance(BRAKE_INTERVAL)
+    assert gate.factor(TENANT) == MIN_FACTOR
+
+
+def test_new_requests_of_the_tenant_wait_while_a_throttled_call_waits_out_its_retry_after():
+    gate = RateLimiter(1000)
+    pausing, release, acquired = threading.Event(), threading.Event(), threading.Event()
+
+    def throttled_call() -> None:
+        with gate.pause(TENANT, 30.0):
+            pausing.set()
+            release.wait(5)
+
+    def other_call(tenant: str, done: threading.Event) -> None:
+        gate.acquire(tenant)
+        done.set()
+
+    throttled = threading.Thread(target=throttled_call)
+    throttled.start()
+    assert pausing.wait(5)
+    assert gate.paused(TENANT) and not gate.paused(OTHER)
+    other_tenant = threading.Event()
+    threading.Thread(target=other_call, args=(OTHER, other_tenant)).start()
+    assert other_tenant.wait(5)  # another tenant is not held back
+    waiter = threading.Thread(target=other_call, args=(TENANT, acquired))
+    waiter.start()
+    assert not acquired.wait(0.3)  # held while the throttled call waits
+    release.set()
+    assert acquired.wait(5)  # and let go as soon as it is done
+    throttled.join(5)
+    waiter.join(5)
+    assert not gate.paused(TENANT)
+
+
+def test_a_pause_never_holds_requests_past_its_seconds():
+    gate = RateLimiter(1000)
+    release = threading.Event()
+
+    def stuck() -> None:
+        with gate.pause(TENANT, 0.2):
+            release.wait(5)
+
+    thread = threading.Thread(target=stuck)
+    thread.start()
+    try:
+        done = threading.Event()
+        threading.Thread(target=lambda: (gate.acquire(TENANT), done.set())).start()
+        assert done.wait(3)  # the safety deadline: 0.2 s of real time
+    finally:
+        release.set()
+        thread.join(5)
+
+
+def test_the_rate_must_be_positive():
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+# --- GraphClient with a gate ----------------------------------------------------------------------
+class RecordingGate:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float | None]] = []
+
+    def acquire(self, tenant_id: str) -> float:
+        self.events.append(("acquire", tenant_id, None))
+        return 0.0
+
+    def pause(self, tenant_id: str, seconds: float):
+        gate = self
+
+        class Block:
+            def __enter__(self) -> None:
+                gate.events.append(("pause", tenant_id, seconds))
+
+            def __exit__(self, *exc: object) -> None:
+                gate.events.append(("resume", tenant_id, seconds))
+
+        return Block()
+
+
+class ScriptedSession(requests.Session):
+    """Answers each POST from a script of (status, headers)."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str]]]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def post(self, url, **kwargs):  # type: ignore[override]
+        status, headers = self.answers.pop(0)
+        response = requests.Response()
+        response.status_code = status
+        response.headers.update(headers)
+        response._content = b""
+        return response
+
+
+class StaticTokens:
+    def token(self, tenant_id: str) -> str:
+        return "token"
+
+    def invalidate(self, tenant_id: str, token: str | None = None) -> None:
+        pass
+
+
+def test_graph_client_asks_the_gate_before_each_request_and_pauses_the_tenant_on_429():
+    gate = RecordingGate()
+    order: list[tuple[str, float]] = []
+    session = ScriptedSession([(429, {"Retry-After": "7"}), (503, {"Retry-After": "2"}), (200, {})])
+
+    def sleep(seconds: float) -> None:
+        order.append(("sleep", seconds))
+        gate.events.append(("sleep", TENANT, seconds))
+
+    client = GraphClient(
+        load_settings({"GRAPH_BASE_URL": "https://graph.example"}),
+        session,
+        StaticTokens(),
+        sleep=sleep,
+        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        gate=gate,
+    )
+    result = client.keep_alive("call", TENANT)
+    assert result.ok and result.retries == 2
+    assert gate.events == [
+        ("acquire", TENANT, None),
+        ("pause", TENANT, 7.0),  # 429: the tenant waits with this call
+        ("sleep", TENANT, 7.0),
+        ("resume", TENANT, 7.0),
+        ("acquire", TENANT, None),
+        ("sleep", TENANT, 2.0),  # 503: only this call waits
+        ("acquire", TENANT, None),
+    ]
