@@ -11,7 +11,7 @@ case "$cmd" in
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "Azurite already running (pid $(cat "$pidfile"))"; exit 0
     fi
-    node_modules/.bin/azurite --silent --skipApiVersionCheck --location "$dir" --debug "$dir/debug.log" \
+    node_modules/.bin/azurite --silent --skipApiVersionCheck --disableTelemetry --location "$dir" --debug "$dir/debug.log" \
       --blobPort 10000 --queuePort 10001 --tablePort 10002 >"$dir/azurite.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do

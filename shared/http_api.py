@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 65_536
 DEFAULT_TOP = 100
 MAX_TOP = 1000
-_DIGITS = re.compile(r"^[0-9]{1,9}$")
+_DIGITS = re.compile(r"^[0-9]{1,9}\Z")
 
 Handler = Callable[[Context, func.HttpRequest], func.HttpResponse]
 

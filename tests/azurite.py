@@ -57,7 +57,7 @@ def start(location: Path, deadline_seconds: float = 60.0) -> tuple[Azurite, subp
     with open(location / "azurite.log", "wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [
-                str(executable), "--silent", "--skipApiVersionCheck", "--inMemoryPersistence",
+                str(executable), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--inMemoryPersistence",
                 "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
             ],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -183,6 +183,7 @@ BAD_BODIES = [
     (b'{"callId": "a\\ud800b"}', 400, "invalidCallId"),
     (b'{"callId": "c", "tenantId": "not-a-guid"}', 400, "invalidTenantId"),
     (b'{"callId": "c", "tenantId": 7}', 400, "invalidTenantId"),
+    (b'{"callId": "c", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47\\n"}', 400, "invalidTenantId"),
     (b'{"callId": "c", "tenantId": "{72f988bf-86f1-41af-91ab-2d7cd011db47}"}', 400, "invalidTenantId"),
     (b'{"callId": "c", "metadata": "x"}', 400, "invalidMetadata"),
     (b'{"callId": "c", "metadata": ["x"]}', 400, "invalidMetadata"),
@@ -263,7 +264,8 @@ def test_list_of_an_empty_table_has_no_next_link(host, ctx):
 
 @pytest.mark.parametrize(
     "query", ["top=0", "top=1001", "top=-1", "top=abc", "top=1.5", "top=", "top=%201", "continuationToken=",
-              "continuationToken=bogus", "continuationToken=eyJwayI6IjAwIn0", "continuationToken=eyJwayI6IjAwIn0.0000"],
+              "top=1%0A", "continuationToken=bogus", "continuationToken=eyJwayI6IjAwIn0",
+              "continuationToken=eyJwayI6IjAwIn0.0000"],
 )  # fmt: skip
 def test_bad_list_parameters_are_invalid_requests(host, ctx, query):
     assert_error(host.request("GET", "/api/calls?" + query), 400, "invalidRequest")
