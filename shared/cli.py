@@ -256,17 +256,7 @@ def _calls_add(ctx: Context, args: argparse.Namespace, out: Output, errors: Cons
     call_id = validate_call_id(args.call_id)
     tenant_id = validate_tenant_id(args.tenant)
     metadata = _parse_metadata(args.metadata)
-    ctx.ended.forget(call_id)  # as the API: an explicit registration overrides the memory of an end
-    record, created = registry.register_call(
-        ctx.calls,
-        call_id=call_id,
-        tenant_id=tenant_id,
-        default_tenant_id=ctx.settings.tenant_id,
-        metadata=metadata,
-        now=ctx.now(),
-    )
-    if created:
-        logger.info("call registered callId=%s tenantId=%s", call_id, record.tenant_id)
+    record, created = registry.register_explicitly(ctx, call_id=call_id, tenant_id=tenant_id, metadata=metadata)
     if out.as_json:
         out.json(record.to_json())
     else:

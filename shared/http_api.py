@@ -87,17 +87,8 @@ def register_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     call_id = validate_call_id(body["callId"])
     tenant_id = validate_tenant_id(body.get("tenantId"))
     metadata = validate_metadata(body.get("metadata"))
-    ctx.ended.forget(call_id)  # an explicit registration by the bot overrides the memory of an end
-    record, created = registry.register_call(
-        ctx.calls,
-        call_id=call_id,
-        tenant_id=tenant_id,
-        default_tenant_id=ctx.settings.tenant_id,
-        metadata=metadata,
-        now=ctx.now(),
-    )
+    record, created = registry.register_explicitly(ctx, call_id=call_id, tenant_id=tenant_id, metadata=metadata)
     if created:
-        logger.info("call registered callId=%s tenantId=%s", call_id, record.tenant_id)
         return json_response(record.to_json(), 201, {"Location": call_location(call_id)})
     return json_response(record.to_json(), 200)
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shared.errors import Conflict
 from shared.models import CallRecord
 from shared.store import CallStore
+
+if TYPE_CHECKING:
+    from shared.context import Context
+
+logger = logging.getLogger(__name__)
 
 
 def register_call(
@@ -42,3 +49,24 @@ def register_call(
         if tenant_id is not None and existing.tenant_id is not None and existing.tenant_id != tenant_id:
             raise Conflict(f"call {call_id!r} is registered under another tenant")
         return existing, False
+
+
+def register_explicitly(
+    ctx: Context, *, call_id: str, tenant_id: str | None, metadata: Mapping[str, str]
+) -> tuple[CallRecord, bool]:
+    """A registration by the bot (`POST /api/calls`) or an operator (`calls add`).
+
+    Unlike a notification's, it clears the 24-hour memory of the call's end first.
+    """
+    ctx.ended.forget(call_id)
+    record, created = register_call(
+        ctx.calls,
+        call_id=call_id,
+        tenant_id=tenant_id,
+        default_tenant_id=ctx.settings.tenant_id,
+        metadata=metadata,
+        now=ctx.now(),
+    )
+    if created:
+        logger.info("call registered callId=%s tenantId=%s", call_id, record.tenant_id)
+    return record, created
