@@ -33,7 +33,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest
 from azure.data.tables import TableClient, UpdateMode
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
 from shared.errors import InvalidRequest, StorageUnavailable
 from shared.models import CallRecord, call_keys
@@ -158,6 +158,8 @@ class Storage:
             "message_encode_policy": TextBase64EncodePolicy(),
             "raw_request_hook": self.requests.hook("queue"),
             **CLIENT_OPTIONS,
+            # the queue SDK has its own retry policy (15 s, then 18 s by default): the same small budget
+            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
         }
         if storage.connection_string:
             return QueueClient.from_connection_string(storage.connection_string, name, **options)
