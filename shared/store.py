@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
@@ -52,6 +52,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 _RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
 ENDED_MEMORY = timedelta(hours=24)
+_Client = TypeVar("_Client", TableClient, QueueClient)
 
 
 @contextmanager
@@ -169,28 +170,25 @@ class Storage:
     def table(self, name: str | None = None) -> TableClient:
         """A table client (the calls table by default); the table is created when missing."""
         name = name or self._settings.calls_table_name
-        with self._lock:
-            if name not in self._tables:
-                client = self.table_client(name)
-                with storage_errors("create table"):
-                    try:
-                        client.create_table()
-                    except ResourceExistsError:
-                        pass
-                self._tables[name] = client
-            return self._tables[name]
+        return self._created(self._tables, name, self.table_client, lambda client: client.create_table())
 
     def queue(self, name: str) -> QueueClient:
+        """A queue client; the queue is created when missing."""
+        return self._created(self._queues, name, self.queue_client, lambda client: client.create_queue())
+
+    def _created(self, cache: dict[str, _Client], name: str, build: Callable[[str], _Client],
+                 create: Callable[[_Client], object]) -> _Client:  # fmt: skip
+        """The cached client of `name`, built and its resource created (if missing) on first use."""
         with self._lock:
-            if name not in self._queues:
-                client = self.queue_client(name)
-                with storage_errors("create queue"):
+            if name not in cache:
+                client = build(name)
+                with storage_errors(f"create {name}"):
                     try:
-                        client.create_queue()
+                        create(client)
                     except ResourceExistsError:
                         pass
-                self._queues[name] = client
-            return self._queues[name]
+                cache[name] = client
+            return cache[name]
 
 
 # --- continuation tokens ------------------------------------------------------------------------
