@@ -134,6 +134,11 @@ param keepAliveAtRiskMinutes int = 30
 @minValue(1)
 param keepAliveFanoutThreshold int = 5000
 
+@description('KEEPALIVE_TENANT_RATE: the most keepAlive requests per second the whole fleet sends to one tenant (Graph allows 3,333/s per app and tenant for everything).')
+@minValue(1)
+@maxValue(3000)
+param keepAliveTenantRate int = 1000
+
 @description('KEEPALIVE_MAX_REQUESTS_PER_SECOND: per-instance cap on keepAlive requests (a share of Graph\'s 50,000 requests per 15 s per app per tenant).')
 @minValue(1)
 @maxValue(10000)
@@ -179,6 +184,7 @@ var contractAppSettings = {
   KEEPALIVE_AT_RISK_MINUTES: string(keepAliveAtRiskMinutes)
   KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
   KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
+  KEEPALIVE_TENANT_RATE: string(keepAliveTenantRate)
   KEEPALIVE_MAX_REQUESTS_PER_SECOND: string(keepAliveMaxRequestsPerSecond)
   GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
   GRAPH_CLIENT_ID: graphClientId

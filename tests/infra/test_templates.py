@@ -342,6 +342,7 @@ def test_contract_settings_come_from_parameters_with_the_contract_defaults():
         "KEEPALIVE_REQUEST_TIMEOUT": ("keepAliveRequestTimeout", 10),
         "KEEPALIVE_AT_RISK_MINUTES": ("keepAliveAtRiskMinutes", 30),
         "KEEPALIVE_FANOUT_THRESHOLD": ("keepAliveFanoutThreshold", 5000),
+        "KEEPALIVE_TENANT_RATE": ("keepAliveTenantRate", 1000),
         "KEEPALIVE_MAX_REQUESTS_PER_SECOND": ("keepAliveMaxRequestsPerSecond", 500),
     }
     for setting, (name, default) in numeric.items():

@@ -78,6 +78,9 @@ def test_empty_values_count_as_unset():
         ("KEEPALIVE_AT_RISK_MINUTES", "45"),
         ("KEEPALIVE_FANOUT_THRESHOLD", "0"),
         ("KEEPALIVE_MAX_REQUESTS_PER_SECOND", "0"),
+        ("KEEPALIVE_TENANT_RATE", "0"),
+        ("KEEPALIVE_TENANT_RATE", "3001"),
+        ("KEEPALIVE_TENANT_RATE", "fast"),
         ("GRAPH_TENANT_ID", "contoso.onmicrosoft.com"),
         ("GRAPH_CLOUD", "china"),
         ("GRAPH_BASE_URL", "graph.microsoft.com"),
@@ -91,6 +94,12 @@ def test_an_invalid_graph_or_tuning_value_is_named_and_the_default_kept(name, va
     assert len(settings.graph_problems) == 1
     assert settings.graph_problems[0].startswith(name)
     assert settings.storage_problems == ()
+
+
+def test_tenant_rate_defaults_to_1000_and_its_bounds_are_inclusive():
+    assert load_settings(GRAPH_OK).tenant_rate == 1000
+    assert load_settings({**GRAPH_OK, "KEEPALIVE_TENANT_RATE": "1"}).tenant_rate == 1
+    assert load_settings({**GRAPH_OK, "KEEPALIVE_TENANT_RATE": "3000"}).tenant_rate == 3000
 
 
 def test_concurrency_bounds_are_inclusive():
@@ -208,7 +217,7 @@ CONTRACT_SETTINGS = [
     "KEEPALIVE_REQUEST_TIMEOUT", "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "GRAPH_CLIENT_ID",
     "GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
     "KEEPALIVE_FANOUT_THRESHOLD", "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
-    "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL",
+    "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "KEEPALIVE_TENANT_RATE",
 ]  # fmt: skip
 
 
@@ -218,7 +227,8 @@ def test_loading_never_raises_on_garbage_and_names_each_bad_setting():
     for name in ["CALLS_TABLE_NAME", "CLEANUP_QUEUE_NAME", "KEEPALIVE_CONCURRENCY", "KEEPALIVE_REQUEST_TIMEOUT",
                  "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "KEEPALIVE_FANOUT_THRESHOLD",
                  "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
-                 "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "GRAPH_CLIENT_SECRET"]:  # fmt: skip
+                 "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "GRAPH_CLIENT_SECRET",
+                 "KEEPALIVE_TENANT_RATE"]:  # fmt: skip
         assert name in problems
 
 
