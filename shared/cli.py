@@ -45,11 +45,11 @@ from shared.errors import (
     InvalidTenantId,
     KeepAliveError,
     SettingsError,
+    StorageMisconfigured,
 )
 from shared.keepalive import run_tick  # the timer's engine
 from shared.models import CallRecord, validate_call_id, validate_metadata, validate_tenant_id
 from shared.settings import LOCAL_SETTINGS_FILE, load_for_cli_process
-from shared.store import storage_errors
 from shared.telemetry import summary_fields, tick_outcome
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PAGE_SIZE = 1000
 # ApiErrors that mean "you asked for something invalid" (2); the others are about the state of things (1).
-_USAGE_ERRORS = (InvalidRequest, InvalidCallId, InvalidTenantId, InvalidMetadata)
+_USAGE_ERRORS = (InvalidRequest, InvalidCallId, InvalidTenantId, InvalidMetadata, StorageMisconfigured)
 _NONE = "-"
 Command = Callable[[Context, argparse.Namespace, "Output", Console], int]
 _NOTE = "Not found, conflict and storage errors exit 1; bad usage, ids and settings exit 2."
@@ -278,13 +278,8 @@ def _calls_remove(ctx: Context, args: argparse.Namespace, out: Output, errors: C
 
 # --- tick ---------------------------------------------------------------------------------------
 def count_calls(ctx: Context) -> int:
-    """How many calls there are, for the progress bar: a key-only pass, one page in memory at a time."""
-    table = ctx.storage.table()
-    count = 0
-    with storage_errors("count"):
-        for page in table.list_entities(select=["RowKey"], results_per_page=PAGE_SIZE).by_page():
-            count += sum(1 for _ in page)
-    return count
+    """How many calls there are, for the progress bar (rows the app cannot read left out), a page at a time."""
+    return ctx.calls.count(more_than=sys.maxsize)
 
 
 def tick_json(summary: Any) -> dict[str, Any]:

@@ -7,21 +7,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import requests
 
+from shared.ended import EndedCalls
 from shared.events import CleanupQueue
 from shared.graph import GraphClient, build_session
 from shared.models import utc_now
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, load_from_environment
-from shared.store import CallStore, EndedCalls, Storage
+from shared.signing_keys import NotificationKeys
+from shared.store import CallStore, Storage
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenProvider
-
-if TYPE_CHECKING:
-    from shared.notifications import NotificationKeys
 
 
 @dataclass
@@ -87,8 +85,6 @@ class Context:
         """The signing keys of Graph's notification tokens, cached for the life of the process (built on first use)."""
         with self._notification_keys_lock:
             if self._notification_keys is None:
-                from shared.notifications import NotificationKeys  # imported here: it imports this module
-
                 session = requests.Session()  # trust_env: REQUESTS_CA_BUNDLE and HTTPS_PROXY apply
                 self._notification_keys = NotificationKeys(self.settings.notification_openid_url, session, self.now)
             return self._notification_keys

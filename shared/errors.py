@@ -11,6 +11,10 @@ KeepAliveError
 │   ├── Conflict              409 conflict
 │   ├── PayloadTooLarge       413 payloadTooLarge
 │   └── StorageUnavailable    503 storageUnavailable (+ Retry-After)
+│       ├── StorageMisconfigured   AzureWebJobsStorage itself is malformed (names the setting)
+│       ├── StorageAccessDenied    401/403 from storage: the identity lacks a role, or a wrong key
+│       └── StorageTlsError        the storage endpoint's certificate could not be verified
+├── UnreadableRow(reason)     a table row this app did not write (or damaged): skipped, left in place
 ├── SettingsError(problems)   a missing or invalid setting, named
 ├── TokenError(tenant_id)     MSAL or the identity provider refused or failed
 └── GraphError(status, code, request_id)
@@ -69,6 +73,35 @@ class PayloadTooLarge(ApiError):
 class StorageUnavailable(ApiError):
     code, status = "storageUnavailable", 503
     retry_after_seconds = 10
+
+
+class StorageMisconfigured(StorageUnavailable):
+    """`AzureWebJobsStorage` cannot be used as it is (a connection string that cannot be parsed)."""
+
+    setting = "AzureWebJobsStorage"
+
+
+class StorageAccessDenied(StorageUnavailable):
+    """Storage refused the app's identity or key (401/403): a configuration problem, not an outage."""
+
+    def __init__(self, message: str, *, service: str, role: str) -> None:
+        super().__init__(message)
+        self.service = service
+        self.role = role
+
+
+class StorageTlsError(StorageUnavailable):
+    """The storage endpoint's TLS certificate could not be verified (see REQUESTS_CA_BUNDLE)."""
+
+    setting = "REQUESTS_CA_BUNDLE"
+
+
+class UnreadableRow(KeepAliveError):
+    """A row of the calls table that this app cannot read as a call; `reason` says why (never its values)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SettingsError(KeepAliveError):

@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from shared.logsafe import safe
 from shared.models import CallRecord, format_time
 from shared.store import Storage, storage_errors
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MAX_GRAPH_MESSAGE = 1024
+MAX_GRAPH_STRING = 1024  # every string of `graph` (code, subcode, message, ids): the event stays far below 64 KiB
 
 
 def call_ended_event(
@@ -30,9 +31,9 @@ def call_ended_event(
     graph: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The contract's `callEnded` event. `eventId` is the registration's id: stable across repeats."""
-    graph_fields = dict(graph)
-    if isinstance(graph_fields.get("message"), str):
-        graph_fields["message"] = graph_fields["message"][:MAX_GRAPH_MESSAGE]
+    graph_fields = {
+        name: value[:MAX_GRAPH_STRING] if isinstance(value, str) else value for name, value in graph.items()
+    }
     return {
         "schemaVersion": SCHEMA_VERSION,
         "type": "callEnded",
@@ -57,8 +58,11 @@ class CleanupQueue:
 
     def send(self, event: Mapping[str, Any]) -> None:
         text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-        with storage_errors("send event"):
+        with storage_errors("send event", "queue"):
             self._storage.queue(self._queue_name).send_message(text)
         logger.info(
-            "callEnded event sent callId=%s eventId=%s reason=%s", event["callId"], event["eventId"], event["reason"]
+            "callEnded event sent callId=%s eventId=%s reason=%s",
+            safe(event["callId"]),
+            event["eventId"],
+            event["reason"],
         )

@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 
 from shared import __version__
 from shared.errors import TokenError
+from shared.logsafe import safe
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,12 @@ RETRY_AFTER_CAP = 60.0
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 MESSAGE_LIMIT = 1024
+CODE_LIMIT = 128  # Graph's codes are short words; a longer one is cut so `lastError` stays short
 HOST_POOLS = 4  # distinct hosts kept pooled: Graph, the authority, and spare
 
 FORBIDDEN_HINT = (
-    "the call belongs to another app registration or tenant, or the app lacks the "
-    "Calls.Initiate.All / Calls.AccessMedia.All application permissions (with admin consent)"
+    "the call belongs to another app registration or tenant "
+    "(keepAlive checks no permission of its own: Graph checks permissions when a call is created)"
 )
 UNAUTHORIZED_HINT = (
     "Graph refused a fresh app token: check GRAPH_CLIENT_ID and its credential, the call's tenant "
@@ -245,7 +247,7 @@ class GraphClient:
             answer = self._send(url, token, client_request_id)
             logger.debug(
                 "graph keepalive call_id=%s tenant=%s status=%s error=%s attempt=%d client_request_id=%s request_id=%s",
-                call_id,
+                safe(call_id),
                 tenant_id,
                 answer.status,
                 answer.error(),
@@ -270,7 +272,7 @@ class GraphClient:
             retries += 1
             logger.debug(
                 "graph keepalive retry call_id=%s tenant=%s after=%s wait=%.3f retry=%d",
-                call_id,
+                safe(call_id),
                 tenant_id,
                 answer.error(),
                 delay,
@@ -313,13 +315,15 @@ class GraphClient:
                 payload = None
             error = payload.get("error") if isinstance(payload, dict) else None
             if isinstance(error, dict):
-                code = error.get("code") if isinstance(error.get("code"), str) else None
+                raw_code = error.get("code")
+                code = raw_code[:CODE_LIMIT] if isinstance(raw_code, str) else None
                 text = error.get("message")
                 message = text[:MESSAGE_LIMIT] if isinstance(text, str) else None
                 inner = error.get("innerError") or error.get("innererror")
-                if isinstance(inner, dict) and isinstance(inner.get("request-id"), str):
-                    inner_request_id = inner["request-id"]
-        request_id = _header(headers, "request-id") or inner_request_id
+                if isinstance(inner, dict):
+                    found = next((inner[k] for k in ("request-id", "requestId") if isinstance(inner.get(k), str)), None)
+                    inner_request_id = found[:MESSAGE_LIMIT] if found else None
+        request_id = (_header(headers, "request-id") or "")[:MESSAGE_LIMIT] or inner_request_id
         return _Answer(status, headers, code=code, message=message, request_id=request_id)
 
     @staticmethod
@@ -346,7 +350,7 @@ class GraphClient:
         client_request_id: str | None,
     ) -> KeepAliveResult:
         code = _token_code(exc)
-        logger.debug("graph keepalive without token call_id=%s tenant=%s error=%s", call_id, tenant_id, code)
+        logger.debug("graph keepalive without token call_id=%s tenant=%s error=%s", safe(call_id), tenant_id, code)
         return KeepAliveResult(
             status=answer.status if answer else None,
             error=f"token: {code}",
@@ -363,18 +367,18 @@ class GraphClient:
         if answer.status == 403:
             logger.warning(
                 "graph keepalive forbidden call_id=%s tenant=%s code=%s request_id=%s hint=%s",
-                call_id,
+                safe(call_id),
                 tenant_id,
-                answer.code,
+                safe(answer.code),
                 answer.request_id,
                 FORBIDDEN_HINT,
             )
         elif answer.status == 401:
             logger.warning(
                 "graph keepalive unauthorized with a fresh token call_id=%s tenant=%s code=%s request_id=%s hint=%s",
-                call_id,
+                safe(call_id),
                 tenant_id,
-                answer.code,
+                safe(answer.code),
                 answer.request_id,
                 UNAUTHORIZED_HINT,
             )

@@ -19,6 +19,7 @@ import azure.functions as func
 from shared import registry
 from shared.context import Context
 from shared.errors import ApiError, CallNotFound, InvalidRequest, PayloadTooLarge, StorageUnavailable
+from shared.logsafe import safe
 from shared.models import call_id_problem, validate_call_id, validate_metadata, validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def delete_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     record = ctx.calls.get(call_id)
     if record is None or not ctx.calls.delete(record):
         raise CallNotFound("no call is registered with that callId")
-    logger.info("call removed callId=%s", call_id)
+    logger.info("call removed callId=%s", safe(call_id))
     return func.HttpResponse(status_code=204)
 
 

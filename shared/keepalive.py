@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from shared.context import Context
+from shared.ended import EndedCalls, purge_quietly
 from shared.errors import KeepAliveError, SettingsError, StorageUnavailable
 from shared.events import CleanupQueue, call_ended_event
 from shared.fanout import (
@@ -40,9 +41,12 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.graph import KeepAliveResult
+from shared.logsafe import safe
 from shared.models import CallRecord, format_time
+from shared.rows import SkippedRows
 from shared.settings import Settings
-from shared.store import CallStore, EndedCalls
+from shared.store import CallStore
+from shared.summary import TickSummary
 from shared.tablewire import MAX_OPERATIONS
 from shared.telemetry import call_fields, summary_fields
 
@@ -87,7 +91,7 @@ class Outcome(enum.Enum):
     SUCCEEDED = "succeeded"
     ENDED = "ended"
     FAILED = "failed"
-    SKIPPED = "skipped"  # dry run: nothing sent
+    NOT_SENT = "not_sent"  # dry run: nothing sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,28 +100,6 @@ class CallOutcome:
     retries: int = 0
     at_risk: bool = False
     unsaved: bool = False  # storage failed on this call's write: its state in the table is not this tick's
-
-
-@dataclass(frozen=True, slots=True)
-class TickSummary:
-    calls: int = 0
-    succeeded: int = 0
-    ended: int = 0
-    failed: int = 0
-    retries: int = 0
-    skipped: int = 0
-    at_risk: int = 0
-    seconds: float = 0.0
-    dry_run: bool = False
-    complete: bool = True  # False when reading the table failed part way: the rest waits for the next tick
-    unsaved: int = 0  # outcomes storage did not take (counted among the failures); a work message is retried
-
-    def log_text(self) -> str:
-        return (
-            f"keepalive tick calls={self.calls} succeeded={self.succeeded} ended={self.ended} failed={self.failed} "
-            f"retries={self.retries} seconds={self.seconds:.1f} at_risk={self.at_risk} skipped={self.skipped} "
-            f"dry_run={str(self.dry_run).lower()} complete={str(self.complete).lower()} unsaved={self.unsaved}"
-        )
 
 
 class StorageWriter:
@@ -141,7 +123,7 @@ class StorageWriter:
         try:  # remembered, so a late `established` notification does not bring it back
             self._ended.remember(record.call_id, tenant_id=event["tenantId"], reason=event["reason"], now=self._now())
         except KeepAliveError:
-            logger.warning("ended call not remembered callId=%s", record.call_id)
+            logger.warning("ended call not remembered callId=%s", safe(record.call_id))
         self._calls.delete(record)  # then the entry: a failure here repeats the event (same eventId) next tick
 
     def flush(self) -> Unsaved:
@@ -289,7 +271,7 @@ class DryRunWriter:
         return record
 
     def ended(self, record: CallRecord, event: dict[str, Any]) -> None:
-        logger.info("dry run: would send callEnded and delete callId=%s", record.call_id)
+        logger.info("dry run: would send callEnded and delete callId=%s", safe(record.call_id))
 
     def flush(self) -> Unsaved:
         return Unsaved()
@@ -303,7 +285,7 @@ class DryRunSender:
 
     def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
         url = f"{self._root}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
-        logger.info("dry run: would send POST %s tenantId=%s callId=%s", url, tenant_id, call_id)
+        logger.info("dry run: would send POST %s tenantId=%s callId=%s", url, tenant_id, safe(call_id))
         return KeepAliveResult.not_sent()
 
 
@@ -337,7 +319,7 @@ class Sweep:
     dry_run: bool = False
     on_progress: Callable[[int], None] | None = None
 
-    def run(self, pages: Iterable[list[CallRecord]]) -> TickSummary:
+    def run(self, pages: Iterable[list[CallRecord]], skipped: SkippedRows | None = None) -> TickSummary:
         started = time.monotonic()
         tally = _Tally(self.on_progress)
         # `concurrency` workers take the next call from the pages themselves, one at a time under a lock:
@@ -393,7 +375,8 @@ class Sweep:
             succeeded=counts[Outcome.SUCCEEDED] - lost.succeeded,
             ended=counts[Outcome.ENDED],
             failed=counts[Outcome.FAILED] + lost.succeeded,
-            skipped=counts[Outcome.SKIPPED],
+            skipped=skipped.count if skipped is not None else 0,
+            not_sent=counts[Outcome.NOT_SENT],
             retries=tally.retries,
             at_risk=tally.at_risk,
             seconds=time.monotonic() - started,
@@ -408,7 +391,7 @@ class Sweep:
         except KeepAliveError as error:  # storage failing mid-tick: the call stays for the next tick
             logger.error(
                 "keepalive failed callId=%s error=%s",
-                record.call_id,
+                safe(record.call_id),
                 type(error).__name__,
                 extra=call_fields(
                     "keepaliveFailed",
@@ -419,7 +402,7 @@ class Sweep:
                 ),
             )
         except Exception:
-            logger.exception("keepalive failed unexpectedly callId=%s", record.call_id)
+            logger.exception("keepalive failed unexpectedly callId=%s", safe(record.call_id))
         return CallOutcome(Outcome.FAILED, at_risk=self._warn_if_at_risk(record), unsaved=True)
 
     def _keep_alive(self, record: CallRecord) -> CallOutcome:
@@ -427,7 +410,7 @@ class Sweep:
         if tenant_id is None:
             logger.warning(
                 "keepalive failed callId=%s error=%s",
-                record.call_id,
+                safe(record.call_id),
                 NO_TENANT,
                 extra=call_fields(
                     "keepaliveFailed",
@@ -453,10 +436,10 @@ class Sweep:
             self.writer.succeeded(record, result, now)
             return CallOutcome(Outcome.SUCCEEDED, result.retries)
         if not result.sent:
-            return CallOutcome(Outcome.SKIPPED, at_risk=self._warn_if_at_risk(record))
+            return CallOutcome(Outcome.NOT_SENT, at_risk=self._warn_if_at_risk(record))
         logger.warning(
             "keepalive failed callId=%s tenantId=%s status=%s error=%s attempts=%d consecutiveFailures=%d",
-            record.call_id,
+            safe(record.call_id),
             tenant_id,
             result.status,
             result.error,
@@ -489,7 +472,7 @@ class Sweep:
         minutes = int((self.now() - last).total_seconds() // 60)
         logger.warning(
             "keepalive at risk callId=%s tenantId=%s lastSuccess=%s minutes=%d",
-            record.call_id,
+            safe(record.call_id),
             record.tenant_id,
             format_time(last),
             minutes,
@@ -565,7 +548,8 @@ def run_tick(
     dry = ctx.settings.dry_run if dry_run is None else dry_run
     sender, writer = _prepare(ctx, dry=dry)
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry, on_progress=on_progress)
-    summary = sweep.run(read_ahead(ctx.calls.pages(PAGE_SIZE)))
+    skipped = SkippedRows()
+    summary = sweep.run(read_ahead(ctx.calls.pages(PAGE_SIZE, skipped)), skipped)
     logger.info(summary.log_text(), extra=summary_fields(summary))
     return summary
 
@@ -577,6 +561,7 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
     settings = ctx.settings
     if not settings.dry_run:  # a dry run never fans out: it reports the whole sweep itself
         _prepare(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
+        purge_quietly(ctx.ended, ctx.now)  # ends older than 24 hours, a bounded batch per tick
         try:
             estimate = estimate_calls(ctx.calls, settings.fanout_threshold)
         except StorageUnavailable:
@@ -636,8 +621,9 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
     dry = ctx.settings.dry_run
     sender, writer = _prepare(ctx, dry=dry)
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry)
-    pages = (page for partition in work.partitions for page in ctx.calls.partition_pages(partition, PAGE_SIZE))
-    summary = sweep.run(read_ahead(pages))
+    skipped = SkippedRows()
+    pages = (page for part in work.partitions for page in ctx.calls.partition_pages(part, PAGE_SIZE, skipped))
+    summary = sweep.run(read_ahead(pages), skipped)
     logger.info(
         "%s partitions=%s tickId=%s dequeueCount=%d",
         summary.log_text(),

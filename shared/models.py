@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidCallId, InvalidMetadata, InvalidTenantId
+from shared.errors import InvalidCallId, InvalidMetadata, InvalidTenantId, UnreadableRow
 from shared.settings import GUID_RE
 
 MAX_CALL_ID_LENGTH = 256
 MAX_METADATA_BYTES = 4096
 PARTITIONS = 64
 _FORBIDDEN_CALL_ID_CHARS = frozenset("/\\#?")
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def utc_now() -> datetime:
@@ -44,6 +46,8 @@ def call_id_problem(value: object) -> str | None:
         return "callId must be a string"
     if not 1 <= len(value) <= MAX_CALL_ID_LENGTH:
         return f"callId must be 1 to {MAX_CALL_ID_LENGTH} characters long"
+    if value in _DOT_SEGMENTS:
+        return "callId must not be '.' or '..' (HTTP clients drop those path segments)"
     for ch in value:
         code = ord(ch)
         if ch in _FORBIDDEN_CALL_ID_CHARS:
@@ -54,6 +58,8 @@ def call_id_problem(value: object) -> str | None:
             return "callId must not contain whitespace"
         if 0xD800 <= code <= 0xDFFF:
             return "callId must be valid Unicode (it holds a lone surrogate)"
+        if unicodedata.category(ch) == "Cf":
+            return "callId must not contain format characters (bidi controls, zero-width characters, BOM)"
     return None
 
 
@@ -157,19 +163,37 @@ class CallRecord:
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> CallRecord:
-        metadata = getattr(entity, "metadata", None) or {}
-        last_status = entity.get("LastStatus")
+        """The record of a row this app wrote. Raises `UnreadableRow` for anything else: a row of another
+        program, or one damaged by hand (a property missing or of the wrong kind, keys that are not the
+        callId's, metadata that is not JSON, a date that is not a date)."""
+        call_id = entity.get("CallId")
+        if call_id_problem(call_id) is not None:
+            raise UnreadableRow("CallId is missing or not a valid callId")
+        assert isinstance(call_id, str)
+        if (entity.get("PartitionKey"), entity.get("RowKey")) != call_keys(call_id):
+            raise UnreadableRow("PartitionKey and RowKey are not those of its CallId")
+        registration_id = entity.get("RegistrationId")
+        if not isinstance(registration_id, str) or not registration_id:
+            raise UnreadableRow("RegistrationId is missing or not a string")
+        tenant_id = entity.get("TenantId")
+        if tenant_id is not None and (not isinstance(tenant_id, str) or not GUID_RE.match(tenant_id)):
+            raise UnreadableRow("TenantId is not a GUID")
+        last_error = entity.get("LastError")
+        if last_error is not None and not isinstance(last_error, str):
+            raise UnreadableRow("LastError is not a string")
+        metadata = _stored_metadata(entity.get("Metadata"))
+        entity_metadata = getattr(entity, "metadata", None) or {}
         return cls(
-            call_id=entity["CallId"],
-            tenant_id=entity.get("TenantId"),
-            registered_at=_as_utc(entity["RegisteredAt"]),
-            registration_id=entity["RegistrationId"],
-            last_keepalive_at=_as_utc(entity.get("LastKeepAliveAt")),
-            last_status=int(last_status) if last_status is not None else None,
-            last_error=entity.get("LastError"),
-            consecutive_failures=int(entity.get("ConsecutiveFailures", 0)),
-            metadata=json.loads(entity.get("Metadata") or "{}"),
-            etag=metadata.get("etag"),
+            call_id=call_id,
+            tenant_id=tenant_id.lower() if tenant_id else None,
+            registered_at=_stored_time(entity.get("RegisteredAt"), "RegisteredAt", required=True),
+            registration_id=registration_id,
+            last_keepalive_at=_stored_time(entity.get("LastKeepAliveAt"), "LastKeepAliveAt"),
+            last_status=_stored_int(entity.get("LastStatus"), "LastStatus", low=100, high=599),
+            last_error=last_error,
+            consecutive_failures=_stored_int(entity.get("ConsecutiveFailures", 0), "ConsecutiveFailures", low=0) or 0,
+            metadata=metadata,
+            etag=entity_metadata.get("etag") if isinstance(entity_metadata, Mapping) else None,
         )
 
     def with_result(self, *, now: datetime, status: int | None, error: str | None, ok: bool) -> CallRecord:
@@ -177,6 +201,37 @@ class CallRecord:
         if ok:
             return replace(self, last_keepalive_at=now, last_status=status, last_error=None, consecutive_failures=0)
         return replace(self, last_status=status, last_error=error, consecutive_failures=self.consecutive_failures + 1)
+
+
+def _stored_time(value: Any, name: str, *, required: bool = False) -> Any:
+    if value is None and not required:
+        return None
+    if not isinstance(value, datetime | str):
+        raise UnreadableRow(f"{name} is not a date")
+    try:
+        return _as_utc(value)
+    except (ValueError, TypeError, OverflowError):
+        raise UnreadableRow(f"{name} is not a date") from None
+
+
+def _stored_int(value: Any, name: str, *, low: int, high: int = 2**31 - 1) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UnreadableRow(f"{name} is not an integer from {low} to {high}")
+    return value
+
+
+def _stored_metadata(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    try:
+        metadata = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        metadata = None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise UnreadableRow("Metadata is not a JSON object of strings")
+    return metadata
 
 
 def _as_utc(value: Any) -> Any:

@@ -17,128 +17,32 @@ Every step is idempotent, so a bot may simply resend a notification that got a 5
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import azure.functions as func
 import jwt
-import requests
 
 from shared import registry
 from shared.context import Context
 from shared.errors import Conflict, InvalidRequest, InvalidToken
 from shared.events import call_ended_event
 from shared.http_api import handler, json_response, read_json
+from shared.logsafe import safe
 from shared.models import call_id_problem
 from shared.settings import GUID_RE
+from shared.signing_keys import ALGORITHM, NotificationKeys
 
 logger = logging.getLogger(__name__)
 
 ISSUERS = ("https://api.botframework.com", "https://graph.microsoft.com")
-ALGORITHM = "RS256"
 LEEWAY_SECONDS = 300
-KEYS_LIFETIME = timedelta(hours=24)
-REFETCH_INTERVAL = timedelta(minutes=1)  # at most one fetch a minute while keys are cached
-RETRY_INTERVAL = timedelta(seconds=10)  # at most one attempt every 10 s while no usable keys are cached
-FETCH_TIMEOUT_SECONDS = 10.0
-MAX_DOCUMENT_BYTES = 1 << 20
+MAX_ITEMS = 100
 CALL_TYPE = "#microsoft.graph.call"
 REASON = "terminatedNotification"
 _CALL_URL_PREFIXES = (("communications", "calls"), ("app", "calls"))
-
-
-class KeysUnavailable(Exception):
-    """The OpenID configuration or its key set could not be fetched or read."""
-
-
-class NotificationKeys:
-    """The signing keys of the OpenID configuration at `url`, cached for up to 24 hours. Thread-safe.
-
-    An unknown `kid` makes it fetch the keys again once, but never more than once a minute, so a
-    flood of tokens with made-up key ids does not hammer the endpoint. While no usable keys are cached
-    (first use, endpoint down, or keys older than 24 hours), it tries at most once every 10 seconds.
-    """
-
-    def __init__(self, url: str, session: requests.Session, now: Callable[[], datetime]) -> None:
-        self._url = url
-        self._session = session
-        self._now = now
-        self._lock = threading.Lock()
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at: datetime | None = None  # last successful fetch
-        self._attempted_at: datetime | None = None  # last attempt, successful or not
-
-    def key_for(self, kid: str) -> jwt.PyJWK:
-        """The key with this id. Raises `InvalidToken` for an unknown id or when no keys can be had."""
-        with self._lock:
-            now = self._now()
-            usable = self._fetched_at is not None and now - self._fetched_at <= KEYS_LIFETIME
-            if not usable:
-                may_retry = self._attempted_at is None or now - self._attempted_at >= RETRY_INTERVAL
-                if not (may_retry and self._refresh(now)):
-                    raise InvalidToken("signing keys unavailable")
-            elif kid not in self._keys and self._attempted_at is not None:
-                if now - self._attempted_at >= REFETCH_INTERVAL:
-                    logger.info("notification signing key unknown kid=%r: fetching the keys again", kid[:64])
-                    self._refresh(now)
-            key = self._keys.get(kid)
-        if key is None:
-            raise InvalidToken("token signing key is unknown")
-        return key
-
-    def _refresh(self, now: datetime) -> bool:
-        """Fetch the keys; on failure keep what is cached (still bounded by its 24 hours) and log an ERROR."""
-        self._attempted_at = now
-        try:
-            keys = self._fetch()
-        except KeysUnavailable as error:
-            logger.error("notification signing keys unavailable url=%s error=%s", self._url, error)
-            return False
-        self._keys, self._fetched_at = keys, now
-        logger.info("notification signing keys fetched count=%d", len(keys))
-        return True
-
-    def _fetch(self) -> dict[str, jwt.PyJWK]:
-        config = self._get_json(self._url)
-        jwks_uri = config.get("jwks_uri") if isinstance(config, dict) else None
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-            raise KeysUnavailable("the OpenID configuration has no jwks_uri")
-        document = self._get_json(jwks_uri)
-        entries = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(entries, list):
-            raise KeysUnavailable("the key set has no keys")
-        keys: dict[str, jwt.PyJWK] = {}
-        for entry in entries:
-            if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
-                continue
-            kid = entry.get("kid")
-            if not isinstance(kid, str) or not kid:
-                continue
-            try:
-                keys[kid] = jwt.PyJWK(entry, algorithm=ALGORITHM)
-            except jwt.PyJWTError:
-                logger.warning("notification signing key unreadable kid=%s", kid)
-        if not keys:
-            raise KeysUnavailable("the key set holds no RSA signing key")
-        return keys
-
-    def _get_json(self, url: str) -> Any:
-        try:
-            response = self._session.get(url, timeout=FETCH_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
-        except requests.RequestException as error:
-            raise KeysUnavailable(type(error).__name__) from None
-        with response:
-            if response.status_code != 200:
-                raise KeysUnavailable(f"HTTP {response.status_code} from {url}")
-            if len(response.content) > MAX_DOCUMENT_BYTES:
-                raise KeysUnavailable(f"document from {url} is too large")
-            try:
-                return response.json()
-            except ValueError:
-                raise KeysUnavailable(f"document from {url} is not JSON") from None
 
 
 # --- the token ----------------------------------------------------------------------------------
@@ -261,13 +165,14 @@ def parse_item(item: Any) -> CallNotification | None:
     """The call notification of one item of `value`, or None when the item is not one that matters."""
     if not isinstance(item, dict):
         return None
-    call_id = call_id_of(_field(item, "resourceUrl"))
+    resource_url = _field(item, "resourceUrl")
+    call_id = call_id_of(resource_url if resource_url is not None else _field(item, "resource"))
     resource = _call_resource(_field(item, "resourceData"))
     if call_id is None or resource is None:
         return None
     resource_id = _field(resource, "id")
     if isinstance(resource_id, str) and resource_id and resource_id != call_id:
-        logger.warning("notification ignored callId=%s reason=resourceData.id differs from resourceUrl", call_id)
+        logger.warning("notification ignored callId=%s reason=resourceData.id differs from resourceUrl", safe(call_id))
         return None
     state = _word(_field(resource, "state"))
     if _word(_field(item, "changeType")) == "deleted" or state == "terminated":
@@ -294,6 +199,24 @@ def graph_result(result_info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def fold(notes: list[CallNotification]) -> list[CallNotification]:
+    """One notification per call, the last one of each (the last state wins), in order of first appearance.
+
+    So a payload's storage work grows with its distinct calls, not its items. A `terminated` that is
+    followed by an `established` of the same call still ends it: the end is kept, and the memory of it
+    then turns the `established` away, as two separate payloads would.
+    """
+    last: dict[str, CallNotification] = {}
+    ended: set[str] = set()
+    for note in notes:
+        if note.event == "terminated":
+            ended.add(note.call_id)
+            last[note.call_id] = note
+        elif note.call_id not in ended:
+            last[note.call_id] = note
+    return list(last.values())
+
+
 # --- the handler --------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Counts:
@@ -303,8 +226,8 @@ class _Counts:
 
 
 def _established(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
-    if ctx.ended.recently_ended(note.call_id, now):
-        logger.info("notification ignored callId=%s reason=ended within 24 hours", note.call_id)
+    if ctx.ended.recently_ended(note.call_id, tenant_id, now):
+        logger.info("notification ignored callId=%s reason=ended within 24 hours", safe(note.call_id))
         counts.ignored += 1
         return
     try:
@@ -314,13 +237,13 @@ def _established(ctx: Context, note: CallNotification, tenant_id: str, now: date
     except Conflict:
         logger.warning(
             "notification ignored callId=%s tenantId=%s reason=call registered under another tenant",
-            note.call_id,
+            safe(note.call_id),
             tenant_id,
         )
         counts.ignored += 1
         return
     if created:
-        logger.info("call registered by notification callId=%s tenantId=%s", note.call_id, record.tenant_id)
+        logger.info("call registered by notification callId=%s tenantId=%s", safe(note.call_id), record.tenant_id)
         counts.registered += 1
     else:
         counts.ignored += 1
@@ -331,7 +254,7 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
     if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
         logger.warning(
             "notification ignored callId=%s tenantId=%s callTenantId=%s reason=terminated by another tenant",
-            note.call_id,
+            safe(note.call_id),
             tenant_id,
             record.tenant_id,
         )
@@ -344,7 +267,7 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
         ctx.cleanup.send(event)
     ctx.ended.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
     if record is not None and ctx.calls.delete(record):
-        logger.info("call removed by notification callId=%s tenantId=%s", note.call_id, tenant_id)
+        logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
         counts.removed += 1
     else:
         counts.ignored += 1
@@ -357,12 +280,19 @@ def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     items = _field(body, "value") if isinstance(body, dict) else None
     if not isinstance(items, list):
         raise InvalidRequest("the body must be an object whose value is a list of notifications")
+    if len(items) > MAX_ITEMS:
+        raise InvalidRequest(f"value must hold at most {MAX_ITEMS} notifications (got {len(items)})")
     counts = _Counts()
+    notes = []
     for item in items:
         note = parse_item(item)
         if note is None:
             counts.ignored += 1
-            continue
+        else:
+            notes.append(note)
+    folded = fold(notes)
+    counts.ignored += len(notes) - len(folded)
+    for note in folded:
         now = ctx.now()
         if note.event == "established":
             _established(ctx, note, tenant_id, now, counts)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import Conflict
+from shared.logsafe import safe
 from shared.models import CallRecord
 from shared.store import CallStore
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from shared.context import Context
 
 logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 5  # inserts tried while a row holds the key but cannot be read as a call
 
 
 def register_call(
@@ -40,15 +43,16 @@ def register_call(
         registration_id=str(uuid.uuid4()),
         metadata=dict(metadata),
     )
-    while True:
+    for _ in range(_ATTEMPTS):
         if calls.insert(record):
             return record, True
         existing = calls.get(call_id)
-        if existing is None:  # deleted between our insert and our read: try again
+        if existing is None:  # deleted between our insert and our read (or a row the app cannot read): again
             continue
         if tenant_id is not None and existing.tenant_id is not None and existing.tenant_id != tenant_id:
             raise Conflict(f"call {call_id!r} is registered under another tenant")
         return existing, False
+    raise Conflict(f"call {call_id!r} cannot be registered: a row the app cannot read holds its key (see the logs)")
 
 
 def register_explicitly(
@@ -58,7 +62,7 @@ def register_explicitly(
 
     Unlike a notification's, it clears the 24-hour memory of the call's end first.
     """
-    ctx.ended.forget(call_id)
+    ctx.ended.forget(call_id, ctx.now())
     record, created = register_call(
         ctx.calls,
         call_id=call_id,
@@ -68,5 +72,5 @@ def register_explicitly(
         now=ctx.now(),
     )
     if created:
-        logger.info("call registered callId=%s tenantId=%s", call_id, record.tenant_id)
+        logger.info("call registered callId=%s tenantId=%s", safe(call_id), record.tenant_id)
     return record, created

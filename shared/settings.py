@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shared.connection_string import connection_string_problem
 from shared.errors import SettingsError
 
 DEFAULT_SCHEDULE = "0 */10 * * * *"
@@ -196,6 +197,10 @@ class _Reader:
 def _load_storage(env: _Reader) -> StorageSettings | None:
     connection_string = env.get("AzureWebJobsStorage")
     if connection_string is not None:
+        problem = connection_string_problem(connection_string)
+        if problem is not None:
+            env.problems.append(problem)
+            return None
         return StorageSettings(connection_string=connection_string)
     account = env.get("AzureWebJobsStorage__accountName")
     table_uri = env.get("AzureWebJobsStorage__tableServiceUri")

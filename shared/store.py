@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -35,8 +34,10 @@ from azure.core.pipeline import PipelineRequest
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
-from shared.errors import InvalidRequest, StorageUnavailable
+from shared import storage_faults
+from shared.errors import InvalidRequest, StorageMisconfigured
 from shared.models import CallRecord, call_keys
+from shared.rows import SkippedRows, count_rows, read_rows
 from shared.settings import Settings, StorageSettings
 from shared.tablewire import MAX_OPERATIONS, TransactionFailed, query_pages, replace_all
 
@@ -51,23 +52,28 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 20,
 }
 _RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
-ENDED_MEMORY = timedelta(hours=24)
 _Client = TypeVar("_Client", TableClient, QueueClient)
+_RECORD_PROPERTIES = (
+    "PartitionKey", "RowKey", "CallId", "TenantId", "RegisteredAt", "RegistrationId", "LastKeepAliveAt", "LastStatus",
+    "LastError", "ConsecutiveFailures", "Metadata",
+)  # fmt: skip
 
 
 @contextmanager
-def storage_errors(action: str) -> Iterator[None]:
-    """Turn a storage fault into `StorageUnavailable`; let ordinary answers (404, 409, 412) through."""
+def storage_errors(action: str, service: str = "table") -> Iterator[None]:
+    """Turn a storage fault into `StorageUnavailable`; let ordinary answers (404, 409, 412) through.
+
+    `service` (`table` or `queue`) names the role a refused identity needs. A refusal (401/403) and a
+    certificate that cannot be verified are configuration errors, logged as such (see `storage_faults`).
+    """
     try:
         yield
     except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
-        logger.error("storage unavailable action=%s error=%s", action, type(error).__name__)
-        raise StorageUnavailable("Storage is unavailable; try again later.") from error
+        raise storage_faults.classify(action, service, error) from error
     except HttpResponseError as error:
         status = error.status_code or 0
         if status >= 500 or status in _RETRYABLE_STATUSES:
-            logger.error("storage unavailable action=%s status=%d", action, status)
-            raise StorageUnavailable("Storage is unavailable; try again later.") from error
+            raise storage_faults.classify(action, service, error) from error
         raise
 
 
@@ -129,12 +135,14 @@ class Storage:
         self._queues: dict[str, QueueClient] = {}
         self._credential: TokenCredential | None = None
         self.requests = RequestCounter()
+        storage_faults.redact_sas()
 
     def _storage(self) -> StorageSettings:
         if self._settings.storage is None or self._settings.storage_problems:
             for problem in self._settings.storage_problems:
                 logger.error("storage setting invalid: %s", problem)
-            raise StorageUnavailable("Storage is not configured; see the app's AzureWebJobsStorage settings.")
+            detail = "; ".join(self._settings.storage_problems) or "AzureWebJobsStorage is not set"
+            raise StorageMisconfigured(f"Storage is not configured: {detail}.")
         return self._settings.storage
 
     def _identity(self, storage: StorageSettings) -> TokenCredential:
@@ -148,7 +156,8 @@ class Storage:
         name = name or self._settings.calls_table_name
         options: dict[str, Any] = {"raw_request_hook": self.requests.hook("table"), **CLIENT_OPTIONS}
         if storage.connection_string:
-            return TableClient.from_connection_string(storage.connection_string, name, **options)
+            with storage_faults.malformed_setting():
+                return TableClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.table_service_uri is not None
         return TableClient(storage.table_service_uri, name, credential=self._identity(storage), **options)
 
@@ -163,7 +172,8 @@ class Storage:
             "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
         }
         if storage.connection_string:
-            return QueueClient.from_connection_string(storage.connection_string, name, **options)
+            with storage_faults.malformed_setting():
+                return QueueClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.queue_service_uri is not None
         return QueueClient(storage.queue_service_uri, name, credential=self._identity(storage), **options)
 
@@ -174,15 +184,15 @@ class Storage:
 
     def queue(self, name: str) -> QueueClient:
         """A queue client; the queue is created when missing."""
-        return self._created(self._queues, name, self.queue_client, lambda client: client.create_queue())
+        return self._created(self._queues, name, self.queue_client, lambda client: client.create_queue(), "queue")
 
     def _created(self, cache: dict[str, _Client], name: str, build: Callable[[str], _Client],
-                 create: Callable[[_Client], object]) -> _Client:  # fmt: skip
+                 create: Callable[[_Client], object], service: str = "table") -> _Client:  # fmt: skip
         """The cached client of `name`, built and its resource created (if missing) on first use."""
         with self._lock:
             if name not in cache:
                 client = build(name)
-                with storage_errors(f"create {name}"):
+                with storage_errors(f"create {name}", service):
                     try:
                         create(client)
                     except ResourceExistsError:
@@ -248,8 +258,8 @@ class CallStore:
                 entity = self._storage.table().get_entity(partition_key, row_key)
             except ResourceNotFoundError:
                 return None
-        record = CallRecord.from_entity(entity)
-        return record if record.call_id == call_id else None
+        records = read_rows([entity])
+        return records[0] if records and records[0].call_id == call_id else None
 
     def delete(self, record: CallRecord) -> bool:
         """Delete this registration of the call (not a newer one). False when it was gone already."""
@@ -314,8 +324,7 @@ class CallStore:
                     raise InvalidRequest("continuationToken is not one this API issued") from None
                 raise
             next_token = pages.continuation_token  # type: ignore[attr-defined]
-        records = [CallRecord.from_entity(entity) for entity in entities]
-        return records, encode_token(next_token) if next_token else None
+        return read_rows(entities), encode_token(next_token) if next_token else None
 
     def update_all(
         self,
@@ -358,14 +367,17 @@ class CallStore:
             return [self.update(r, change, done=new) for (r, change), new in zip(changes, changed, strict=True)]
         return [replace(new, etag=etag) for new, etag in zip(changed, etags, strict=True)]
 
-    def pages(self, page_size: int = 1000) -> Iterator[list[CallRecord]]:
-        """Every call, one page at a time: memory holds one page, not the table."""
+    def pages(self, page_size: int = 1000, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
+        """Every call, one page at a time: memory holds one page, not the table. Unreadable rows are
+        left out, logged and counted in `skipped` (see `shared.rows`)."""
         with storage_errors("list"):
             pager = query_pages(self._storage.table(), page_size=page_size)
-        yield from self._records(pager)
+        yield from self._records(pager, skipped)
 
-    def partition_pages(self, partition: str, page_size: int = 1000) -> Iterator[list[CallRecord]]:
-        """The calls of one partition (`00`..`63`), one page at a time."""
+    def partition_pages(
+        self, partition: str, page_size: int = 1000, skipped: SkippedRows | None = None
+    ) -> Iterator[list[CallRecord]]:
+        """The calls of one partition (`00`..`63`), one page at a time (unreadable rows as in `pages`)."""
         with storage_errors("list"):
             pager = query_pages(
                 self._storage.table(),
@@ -373,12 +385,12 @@ class CallStore:
                 parameters={"partition": partition},
                 page_size=page_size,
             )
-        yield from self._records(pager)
+        yield from self._records(pager, skipped)
 
     def count(self, *, more_than: int, partition: str | None = None) -> int:
-        """How many calls (of one partition, or all), counting keys only and stopping once past `more_than`.
+        """How many calls (of one partition, or all), stopping once past `more_than`; unreadable rows do not count.
 
-        Reads at most `more_than` + one page of keys: enough to tell whether the table is above a threshold.
+        Reads at most `more_than` + one page: enough to tell whether the table is above a threshold.
         """
         counted = 0
         with storage_errors("count"):
@@ -386,69 +398,24 @@ class CallStore:
                 self._storage.table(),
                 query_filter=None if partition is None else "PartitionKey eq @partition",
                 parameters=None if partition is None else {"partition": partition},
-                select=["PartitionKey"],
+                select=_RECORD_PROPERTIES,
             )
             for page in pages:
-                counted += len(page)
+                counted += count_rows(page)
                 if counted > more_than:
                     break
         return counted
 
     @staticmethod
-    def _records(pager: Iterator[Any]) -> Iterator[list[CallRecord]]:
+    def _records(pager: Iterator[Any], skipped: SkippedRows | None) -> Iterator[list[CallRecord]]:
         while True:
             with storage_errors("list"):
                 page = next(pager, None)
                 if page is None:
                     return
-                records = [CallRecord.from_entity(entity) for entity in page]
+            records = read_rows(page, skipped)
             if records:
                 yield records
-
-
-class EndedCalls:
-    """Calls seen ending (a 404 or a `terminated` notification), remembered for `ENDED_MEMORY`.
-
-    A late `established` notification for such a call is ignored, so it is not brought back.
-    Entries older than that are ignored and removed when met. An explicit registration clears the entry.
-    """
-
-    def __init__(self, storage: Storage, table_name: str) -> None:
-        self._storage = storage
-        self._table_name = table_name
-
-    def remember(self, call_id: str, *, tenant_id: str | None, reason: str, now: datetime) -> None:
-        partition_key, row_key = call_keys(call_id)
-        entity = {
-            "PartitionKey": partition_key,
-            "RowKey": row_key,
-            "CallId": call_id,
-            "EndedAt": now,
-            "Reason": reason,
-            **({"TenantId": tenant_id} if tenant_id else {}),
-        }
-        with storage_errors("remember ended call"):
-            self._storage.table(self._table_name).upsert_entity(entity, mode=UpdateMode.REPLACE)
-
-    def recently_ended(self, call_id: str, now: datetime) -> bool:
-        partition_key, row_key = call_keys(call_id)
-        with storage_errors("read ended call"):
-            try:
-                entity = self._storage.table(self._table_name).get_entity(partition_key, row_key)
-            except ResourceNotFoundError:
-                return False
-        if entity.get("CallId") != call_id:
-            return False
-        ended_at = entity.get("EndedAt")
-        if isinstance(ended_at, datetime) and now - ended_at.astimezone(UTC) <= ENDED_MEMORY:
-            return True
-        self.forget(call_id)
-        return False
-
-    def forget(self, call_id: str) -> None:
-        partition_key, row_key = call_keys(call_id)
-        with storage_errors("forget ended call"):
-            self._storage.table(self._table_name).delete_entity(partition_key, row_key)
 
 
 def _with_etag(record: CallRecord, metadata: Any) -> CallRecord:

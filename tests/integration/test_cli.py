@@ -204,7 +204,7 @@ def test_tick_sweeps_every_call_and_exits_1_when_one_failed(app, standins):
     dry = app.run("tick", "--dry-run", "--json", env=terminal)
     assert dry.code == 0, dry.stderr
     summary = dry.json()
-    assert summary["dryRun"] is True and summary["calls"] == 4 and summary["skipped"] == 4
+    assert summary["dryRun"] is True and summary["calls"] == 4 and summary["notSent"] == 4
     assert summary["outcome"] == "ok"
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", dry.stderr)  # without the terminal's control codes
     assert "dry run: would send POST" in screen

@@ -162,7 +162,7 @@ def test_404_sends_the_event_then_deletes_the_call(tick, standins: Standins, tab
     assert event["metadata"] == {"meeting": "standup"}
     entity = t.ctx.storage.table().list_entities()
     assert len(list(entity)) == 1
-    assert t.ctx.ended.recently_ended("ended-1", utc_now())
+    assert t.ctx.ended.recently_ended("ended-1", standins.tenant, utc_now())
 
 
 def test_event_id_is_stable_for_a_registration_and_new_for_the_next(tick, standins: Standins):
@@ -279,7 +279,8 @@ def test_403_is_one_request_recorded_with_a_permissions_hint(tick, standins: Sta
     record = t.get("c")
     assert record["lastStatus"] == 403 and record["consecutiveFailures"] == 1
     hints = " ".join(r.getMessage() for r in caplog.records)
-    assert "Calls.Initiate.All" in hints and "Calls.AccessMedia.All" in hints
+    assert "another app registration or tenant" in hints and "checks no permission of its own" in hints
+    assert "Calls.Initiate.All" not in hints  # contract: keepAlive checks no permission, so none is suggested
 
 
 @pytest.mark.parametrize("status", [400, 405, 409, 410])
@@ -413,7 +414,7 @@ def test_dry_run_sends_nothing_and_changes_nothing(tick, standins: Standins, tab
     assert standins.graph.requests == [] and standins.identity.requests_of(standins.tenant) == 0
     assert table_entities() == before
     assert t.events() == []
-    assert summary.calls == 2 and summary.skipped == 2 and summary.dry_run
+    assert summary.calls == 2 and summary.not_sent == 2 and summary.dry_run
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "dry run" in text and "/v1.0/communications/calls/c1/keepAlive" in text
 

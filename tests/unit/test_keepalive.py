@@ -199,7 +199,7 @@ def test_dry_run_sends_nothing_and_writes_nothing(caplog):
         summary = Sweep(settings, DryRunSender(settings), DryRunWriter(), lambda: NOW, dry_run=True).run(
             [[record("a b?")]]
         )
-    assert (summary.calls, summary.skipped, summary.succeeded, summary.failed) == (1, 1, 0, 0)
+    assert (summary.calls, summary.not_sent, summary.succeeded, summary.failed) == (1, 1, 0, 0)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "dry run" in messages
     assert "https://graph.example/v1.0/communications/calls/a%20b%3F/keepAlive" in messages
