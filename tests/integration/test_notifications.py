@@ -651,7 +651,7 @@ def test_cold_cache_under_concurrent_requests_fetches_once(app):
 def test_signing_keys_unavailable_answers_401_logs_an_error_and_recovers(app, caplog):
     app.openid.failure = Reply(503)
 
-    with caplog.at_level(logging.ERROR, logger="shared.notifications"):
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"):
         response = app.post(payload(note("c1", "established")))
         again = app.post(payload(note("c1", "established")))
 

@@ -78,9 +78,15 @@ class OpenIdStandin(Service):
             self.config_fetches = 0
             self.keys_fetches = 0
             self.failure: Reply | None = None  # answered to every request while set
+            self.hold: threading.Event | None = None  # while set, a configuration request waits for it
+            self.held = threading.Event()  # set once a configuration request is waiting on `hold`
 
     # --- what it serves ---
     def handle(self, request: Request) -> Reply:
+        hold = self.hold
+        if hold is not None and request.path == CONFIG_PATH:  # a slow endpoint, released by the test
+            self.held.set()
+            hold.wait(30)
         with self._lock:
             if request.method != "GET":
                 return Reply(405)

@@ -72,6 +72,7 @@ class Reply:
     body: Any = None
     delay: float = 0.0
     reset: bool = False
+    chunked: bool = False  # sent with Transfer-Encoding: chunked (no Content-Length), 64 KiB a chunk
 
     def payload(self) -> tuple[bytes, str | None]:
         if self.body is None:
@@ -154,11 +155,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if content_type and "content-type" not in names:
             self.send_header("Content-Type", content_type)
+        if reply.chunked:
+            self._write_chunked(payload)
+            return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
         self.wfile.flush()
+
+    def _write_chunked(self, payload: bytes) -> None:
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for start in range(0, len(payload), 65536):
+                chunk = payload[start : start + 65536]
+                self.wfile.write(f"{len(chunk):x}\r\n".encode("ascii") + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client gave up reading: expected when it enforces a size limit
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         logger.debug("stand-in %s: " + format, self.address_string(), *args)
