@@ -181,6 +181,14 @@ BAD_BODIES = [
     (b'{"callId": "a\\u0085b"}', 400, "invalidCallId"),
     (b'{"callId": "a\\u009fb"}', 400, "invalidCallId"),
     (b'{"callId": "a\\ud800b"}', 400, "invalidCallId"),
+    (b'{"callId": "."}', 400, "invalidCallId"),
+    (b'{"callId": ".."}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u200bb"}', 400, "invalidCallId"),  # zero-width space (Cf)
+    (b'{"callId": "a\\u202eb"}', 400, "invalidCallId"),  # right-to-left override (bidi control)
+    (b'{"callId": "a\\u2066b"}', 400, "invalidCallId"),  # left-to-right isolate
+    (b'{"callId": "\\ufeffa"}', 400, "invalidCallId"),  # BOM
+    (b'{"callId": "a\\u200db"}', 400, "invalidCallId"),  # zero-width joiner
+    (b'{"callId": "a\\u00adb"}', 400, "invalidCallId"),  # soft hyphen
     (b'{"callId": "c", "tenantId": "not-a-guid"}', 400, "invalidTenantId"),
     (b'{"callId": "c", "tenantId": 7}', 400, "invalidTenantId"),
     (b'{"callId": "c", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47\\n"}', 400, "invalidTenantId"),

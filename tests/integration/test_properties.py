@@ -17,6 +17,7 @@ import contextlib
 import json
 import re
 import string
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,16 +62,34 @@ WHITE_SPACE = frozenset(
     "\u2028\u2029\u202f\u205f\u3000"
 )
 TRICKY = list("/\\#?%&=+;:@'\"<>{}[]|^`~!$*(),. \t\n\r\x00\x1f\x7f\x80\x85\x9f\xa0\u2028\u3000\ufeff\u200b\ufffd")
-TRICKY += ["\ud800", "\udfff", "😀", "通", "é", "e\u0301", "%2F", "%00", "%ZZ", "..", "*"]
+TRICKY += [
+    "\ud800",
+    "\udfff",
+    "😀",
+    "通",
+    "é",
+    "e\u0301",
+    "%2F",
+    "%00",
+    "%ZZ",
+    "..",
+    "*",
+    ".",
+    "\u202e",
+    "\u2066",
+    "\u00ad",
+]
 
 
 # --- the oracle: the contract's rules, written out -------------------------------------------------
 def valid_call_id(value: object) -> bool:
-    if not isinstance(value, str) or not 1 <= len(value) <= 256:
+    if not isinstance(value, str) or not 1 <= len(value) <= 256 or value in (".", ".."):
         return False
     for ch in value:
         code = ord(ch)
         if ch in "/\\#?" or ch in WHITE_SPACE or code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+            return False
+        if unicodedata.category(ch) == "Cf":  # format characters: bidi controls, zero-width, BOM
             return False
     return True
 

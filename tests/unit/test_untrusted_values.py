@@ -1,0 +1,163 @@
+"""Pure logic for untrusted values: log-safe quoting, Graph error bodies, event bounds, folding, settings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.connection_string import connection_string_problem
+from shared.errors import UnreadableRow
+from shared.events import MAX_GRAPH_STRING, call_ended_event
+from shared.graph import CODE_LIMIT, GraphClient
+from shared.logsafe import safe
+from shared.models import CallRecord, call_id_problem, call_keys
+from shared.notifications import CallNotification, call_id_of, fold
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("19:meeting_abc@thread.v2", "19:meeting_abc@thread.v2"),
+        ("a b", '"a\\u0020b"'),
+        ("x\ncallId=y", '"x\\ncallId\\u003dy"'),
+        ('q"=tenantId=evil', '"q\\"\\u003dtenantId\\u003devil"'),
+        ("\u202eabc", '"\\u202eabc"'),
+        (None, "null"),
+    ],
+)
+def test_a_logged_value_is_one_token_that_cannot_end_the_line_or_add_a_pair(value, shown):
+    assert safe(value) == shown
+    assert not any(ch.isspace() for ch in safe(value))
+
+
+@pytest.mark.parametrize(
+    "value", [".", "..", "a\u200bb", "a\u202eb", "\ufeffa", "a\u2066b", "a\u00adb", "a\u200db", "\u061c"]
+)
+def test_dot_segments_and_format_characters_are_not_call_ids(value):
+    assert call_id_problem(value) is not None
+
+
+@pytest.mark.parametrize("value", ["...", ".a", "a.", "é", "通話", "😀"])
+def test_other_dots_and_letters_are_call_ids(value):
+    assert call_id_problem(value) is None
+
+
+def test_graph_request_id_comes_from_the_header_else_the_inner_error():
+    body = {"error": {"code": "itemNotFound", "message": "m", "innerError": {"requestId": "rid-body"}}}
+    assert GraphClient._read(404, {}, json.dumps(body).encode()).request_id == "rid-body"
+    body["error"]["innerError"] = {"request-id": "rid-dash", "requestId": "rid-camel"}
+    assert GraphClient._read(404, {}, json.dumps(body).encode()).request_id == "rid-dash"
+    assert GraphClient._read(404, {"request-id": "rid-header"}, json.dumps(body).encode()).request_id == "rid-header"
+
+
+def test_a_huge_graph_error_code_is_bounded_in_last_error():
+    body = {"error": {"code": "C" * 100_000, "message": "M" * 100_000}}
+    answer = GraphClient._read(400, {}, json.dumps(body).encode())
+    assert answer.code is not None and len(answer.code) == CODE_LIMIT
+    assert len(answer.error() or "") <= CODE_LIMIT + 4
+
+
+def test_every_string_of_the_events_graph_is_cut():
+    record = CallRecord("c", None, NOW, "r")
+    graph = {"status": 404, "code": "C" * 5000, "message": "M" * 5000, "requestId": "R" * 5000, "subcode": 7}
+    event = call_ended_event(record, tenant_id=None, detected_at=NOW, reason="x", graph=graph)
+    assert {k: len(v) for k, v in event["graph"].items() if isinstance(v, str)} == dict.fromkeys(
+        ("code", "message", "requestId"), MAX_GRAPH_STRING
+    )
+    assert event["graph"]["status"] == 404 and event["graph"]["subcode"] == 7
+
+
+def test_folding_keeps_one_notification_per_call_and_an_end_wins():
+    def n(call_id: str, event: str) -> CallNotification:
+        return CallNotification(call_id, event, {})
+
+    folded = fold([n("a", "established"), n("b", "terminated"), n("a", "terminated"), n("b", "established")])
+    assert [(x.call_id, x.event) for x in folded] == [("a", "terminated"), ("b", "terminated")]
+    assert [(x.call_id, x.event) for x in fold([n("a", "established")] * 100)] == [("a", "established")]
+
+
+@pytest.mark.parametrize("url", ["/app/calls/c1", "app/calls/c1/", "/communications/calls/c1"])
+def test_call_id_of_resource_forms(url):
+    assert call_id_of(url) == "c1"
+
+
+@pytest.mark.parametrize("url", ["/app/calls/..", "/app/calls/a\u202eb", "/app/calls/", "/app/users/c1"])
+def test_call_id_of_refuses_odd_ids(url):
+    assert call_id_of(url) is None
+
+
+def _row(call_id: str = "c1", **changes: object) -> dict[str, object]:
+    partition_key, row_key = call_keys(call_id)
+    row: dict[str, object] = {
+        "PartitionKey": partition_key,
+        "RowKey": row_key,
+        "CallId": call_id,
+        "RegisteredAt": NOW,
+        "RegistrationId": "r",
+        "ConsecutiveFailures": 0,
+        "Metadata": "{}",
+    }
+    row.update(changes)
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def test_a_row_the_app_wrote_is_read():
+    assert CallRecord.from_entity(_row()).call_id == "c1"
+    assert CallRecord.from_entity(_row(RegisteredAt="2025-01-01T00:00:00.000Z")).registered_at == NOW
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"CallId": None},
+        {"CallId": 5},
+        {"RowKey": "0" * 64},
+        {"PartitionKey": "99"},
+        {"RegisteredAt": "soon"},
+        {"RegisteredAt": None},
+        {"RegistrationId": ""},
+        {"TenantId": "nope"},
+        {"LastStatus": True},
+        {"LastStatus": 1000},
+        {"ConsecutiveFailures": 1.5},
+        {"Metadata": "[]"},
+        {"Metadata": "{"},
+        {"Metadata": '{"a": [1]}'},
+        {"LastError": b"x"},
+        {"LastKeepAliveAt": 12},
+    ],
+)
+def test_a_row_the_app_cannot_read_raises_unreadable_row(changes):
+    with pytest.raises(UnreadableRow):
+        CallRecord.from_entity(_row(**changes))
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("garbage", "not a connection string"),
+        ("AccountName=a;AccountKey=???", "not base64"),
+        ("TableEndpoint=ftp://x;QueueEndpoint=https://x;SharedAccessSignature=s", "TableEndpoint"),
+        ("AccountName=a", "neither an AccountKey"),
+    ],
+)
+def test_a_malformed_connection_string_names_the_setting_and_never_quotes_it(value, problem):
+    found = connection_string_problem(value)
+    assert found is not None and problem in found and "AzureWebJobsStorage" in found and value not in found
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "UseDevelopmentStorage=true",
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+        "TableEndpoint=https://a.table.core.windows.net;QueueEndpoint=https://a.queue.core.windows.net;"
+        "SharedAccessSignature=sv=2024&sig=abc",
+    ],
+)
+def test_real_connection_strings_are_accepted(value):
+    assert connection_string_problem(value) is None
