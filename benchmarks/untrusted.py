@@ -1,0 +1,184 @@
+"""What untrusted input costs in storage: a 100-item notification request, and the purge of remembered ends.
+
+    .venv/bin/python benchmarks/untrusted.py [--ends 10000] [--runs 3]
+
+Starts its own Azurite and an HTTPS OpenID stand-in (in this process), then measures with the real
+clients (storage requests counted by the SDK pipeline's request hook, `Storage.requests`):
+
+- `POST /api/notifications` with 100 items, signed like Graph's: 100 distinct new calls `established`;
+  100 distinct known calls `terminated`; 100 items about one call (folded into one); 1 item, for scale.
+- the timer's purge of remembered ends at `--ends` remembered ends: spread evenly over the last 24 hours
+  and one 10-minute tick (the steady state: a tick's worth has expired), and all of them expired
+  (the worst case after an outage: the purge removes at most 1,000 per tick).
+Prints requests and milliseconds (median of `--runs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import azure.functions as func  # noqa: E402
+
+from shared import ended as ended_module  # noqa: E402
+from shared import notifications  # noqa: E402
+from shared.context import Context  # noqa: E402
+from shared.models import utc_now  # noqa: E402
+from shared.settings import load_settings  # noqa: E402
+from tests import azurite  # noqa: E402
+from tests.standins.openid import OpenIdStandin  # noqa: E402
+from tests.standins.server import StandinServer  # noqa: E402
+from tests.standins.tls import make_tls  # noqa: E402
+
+CLIENT_ID = "6a1c2b3d-0000-4000-8000-00000000b07a"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def item(call_id: str, state: str) -> dict[str, Any]:
+    return {
+        "changeType": "updated",
+        "resourceUrl": f"/communications/calls/{call_id}",
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": state},
+    }
+
+
+def measure(ctx: Context, fn: Callable[[], Any]) -> tuple[dict[str, int], float]:
+    before = ctx.storage.requests.snapshot()
+    started = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - started
+    return ctx.storage.requests.since(before, ctx.storage.requests.snapshot()), seconds * 1000
+
+
+def notification_runs(ctx: Context, openid: OpenIdStandin, runs: int) -> None:
+    import json
+
+    token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
+
+    def post(items: list[dict[str, Any]]) -> Callable[[], Any]:
+        body = json.dumps({"value": items}).encode()
+        request = func.HttpRequest(
+            "POST", "/api/notifications", headers={"Authorization": "Bearer " + token}, body=body
+        )
+
+        def send() -> None:
+            response = notifications.receive(ctx, request)
+            assert response.status_code == 202, response.get_body()
+
+        return send
+
+    post([item("warm", "established"), item("warm", "terminated")])()  # tables, queue, keys
+    cases: dict[str, Callable[[int], list[dict[str, Any]]]] = {
+        "100 new calls established": lambda run: [item(f"e{run}-{i}", "established") for i in range(100)],
+        "100 known calls terminated": lambda run: [item(f"e{run}-{i}", "terminated") for i in range(100)],
+        "100 items about one call": lambda run: (
+            [item(f"one{run}", "established")] * 99 + [item(f"one{run}", "terminated")]
+        ),
+        "1 new call established": lambda run: [item(f"single{run}", "established")],
+    }
+    print("notifications (one request of N items)")
+    print(f"  {'case':<30} {'storage requests':>34} {'ms (median)':>12}")
+    for name, build in cases.items():
+        counts: dict[str, int] = {}
+        times = []
+        for run in range(runs):
+            counts, ms = measure(ctx, post(build(run)))
+            times.append(ms)
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        print(f"  {name:<30} {sum(counts.values()):>4} ({shown:<27}) {statistics.median(times):>10.1f}")
+
+
+def seed_ends(ctx: Context, count: int, oldest: timedelta, now: Any) -> None:
+    """`count` remembered ends spread evenly from `now - oldest` to `now`, written in transactions."""
+    table = ctx.storage.table(ctx.settings.ended_table_name)
+    by_partition: dict[str, list[dict[str, Any]]] = {}
+    for i in range(count):
+        at = now - oldest + oldest * (i / count)
+        call_id = f"ended-{i}"
+        entity = {
+            "PartitionKey": ended_module._day(at),
+            "RowKey": hashlib.sha256(call_id.encode()).hexdigest() + "-" + TENANT,
+            "CallId": call_id,
+            "EndedAt": at,
+            "Reason": "keepAliveNotFound",
+            "TenantId": TENANT,
+        }
+        by_partition.setdefault(entity["PartitionKey"], []).append(entity)
+    for rows in by_partition.values():
+        for start in range(0, len(rows), 100):
+            table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+
+def purge_runs(make: Callable[[], Context], ends: int, runs: int) -> None:
+    print(f"purge of remembered ends (one timer tick's purge, {ends:,} remembered)")
+    print(f"  {'case':<40} {'removed':>8} {'storage requests':>30} {'ms (median)':>12}")
+    for name, oldest in (
+        ("steady: spread over 24 h + one tick", timedelta(hours=24, minutes=10)),
+        ("worst: all older than 24 h", timedelta(hours=72)),
+    ):
+        times, counts, removed = [], {}, 0
+        for _ in range(runs):
+            ctx = make()
+            now = utc_now()
+            seed_ends(ctx, ends, oldest, now - (timedelta(hours=48) if "worst" in name else timedelta(0)))
+            result: list[int] = []
+            counts, ms = measure(ctx, lambda ctx=ctx, now=now, result=result: result.append(ctx.ended.purge(now)))
+            removed = result[0]
+            times.append(ms)
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        print(f"  {name:<40} {removed:>8} {sum(counts.values()):>4} ({shown:<23}) {statistics.median(times):>10.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ends", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        instance, process = azurite.start(Path(folder))
+        tls = make_tls(Path(folder) / "tls")
+        openid = OpenIdStandin()
+        server = StandinServer(openid, tls.server_context).serve_in_thread()
+        openid.base_url = server.url
+        os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca_bundle)
+        os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+        try:
+            suffix = [0]
+
+            def make() -> Context:
+                suffix[0] += 1
+                return Context(
+                    load_settings(
+                        {
+                            "AzureWebJobsStorage": instance.connection_string,
+                            "CALLS_TABLE_NAME": f"bench{suffix[0]}",
+                            "CLEANUP_QUEUE_NAME": f"bench-cleanup-{suffix[0]}",
+                            "GRAPH_CLIENT_ID": CLIENT_ID,
+                            "GRAPH_NOTIFICATION_OPENID_URL": openid.config_url,
+                            "GRAPH_DRY_RUN": "true",
+                        }
+                    )
+                )
+
+            notification_runs(make(), openid, args.runs)
+            purge_runs(make, args.ends, args.runs)
+        finally:
+            server.stop()
+            azurite.stop(process)
+
+
+if __name__ == "__main__":
+    main()
