@@ -133,30 +133,38 @@ var appSettingsList = [for setting in items(allAppSettings): {
 }]
 
 // One site module per plan, each with exactly the properties its plan accepts (see their headers).
-var siteParams = {
-  name: name
-  location: location
-  tags: union(tags, { 'azd-service-name': serviceName })
-  appServicePlanId: appServicePlanId
-  identityId: identityId
-  graphIdentityId: graphIdentityId
-  appSettings: appSettingsList
-}
+var siteTags = union(tags, { 'azd-service-name': serviceName })
 
 module flexSite './site-flex.bicep' = if (isFlex) {
   name: 'site-flex'
-  params: union(siteParams, {
+  params: {
+    name: name
+    location: location
+    tags: siteTags
+    appServicePlanId: appServicePlanId
+    identityId: identityId
+    graphIdentityId: graphIdentityId
+    appSettings: appSettingsList
     deploymentContainerUrl: '${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}'
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     runtimeName: runtimeName
     runtimeVersion: runtimeVersion
-  })
+  }
 }
 
 module premiumSite './site-premium.bicep' = if (!isFlex) {
   name: 'site-premium'
-  params: union(siteParams, { linuxFxVersion: 'Python|${runtimeVersion}' })
+  params: {
+    name: name
+    location: location
+    tags: siteTags
+    appServicePlanId: appServicePlanId
+    identityId: identityId
+    graphIdentityId: graphIdentityId
+    appSettings: appSettingsList
+    linuxFxVersion: 'Python|${runtimeVersion}'
+  }
 }
 
 // The site, whichever plan created it: parent and scope of what follows.

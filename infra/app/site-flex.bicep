@@ -32,9 +32,6 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int
 
-@allowed([
-  'python'
-])
 param runtimeName string
 param runtimeVersion string
 

@@ -189,7 +189,8 @@ def app_settings() -> dict[str, list[Any]]:
         (site,) = resources_of_type(site_file, "Microsoft.Web/sites").values()
         assert body(site)["properties"]["siteConfig"]["appSettings"] == "appSettings"
         assert param(site_file, "appSettings")["type"] == "array"
-    assert variable(API, "siteParams")["appSettings"] == "appSettingsList"
+    for module in ("flexSite", "premiumSite"):
+        assert body(parse(API)["modules"][module])["params"]["appSettings"] == "appSettingsList"
     loop = variable(API, "appSettingsList")
     (source,) = function_args(loop["loop_type"]["detail"]["array_name"], "items")
     objects = setting_objects(API, source)
@@ -271,7 +272,9 @@ def test_every_resource_is_tagged_and_the_site_carries_the_azd_service_name():
     for site_file in (SITE_FLEX, SITE_PREMIUM):
         (site,) = resources_of_type(site_file, "Microsoft.Web/sites").values()
         assert body(site)["tags"] == "tags"
-    tags = function_args(variable(API, "siteParams")["tags"], "union")
+    for module in ("flexSite", "premiumSite"):
+        assert body(parse(API)["modules"][module])["params"]["tags"] == "siteTags"
+    tags = function_args(variable(API, "siteTags"), "union")
     assert tags == ["tags", {"'azd-service-name'": "serviceName"}]
     assert param(API, "serviceName")["default"] == "api"
     assert body(module_named("api"))["params"]["serviceName"] == "api"
@@ -587,6 +590,12 @@ def test_function_app_runs_python_311_on_flex_with_identity_deployment_storage()
     flex = props["functionAppConfig"]
     storage = flex["deployment"]["storage"]
     assert storage["type"] == "blobContainer" and storage["value"] == "deploymentContainerUrl"
+    passed = body(parse(API)["modules"]["flexSite"])["params"]
+    assert (
+        passed["deploymentContainerUrl"] == "${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}"
+    )
+    for name in ("maximumInstanceCount", "instanceMemoryMB", "runtimeName", "runtimeVersion", "identityId"):
+        assert passed[name] == name, name
     assert storage["authentication"] == {
         "type": "UserAssignedIdentity",
         "userAssignedIdentityResourceId": "identityId",
@@ -626,8 +635,8 @@ def test_premium_site_is_hardened_and_runs_python_311():
     assert config["ftpsState"] == "Disabled"
     assert config["http20Enabled"] is True and config["remoteDebuggingEnabled"] is False
     assert config["linuxFxVersion"] == "linuxFxVersion"
-    passed = function_args(body(parse(API)["modules"]["premiumSite"])["params"], "union")[1]
-    assert passed == {"linuxFxVersion": "Python|${runtimeVersion}"}
+    passed = body(parse(API)["modules"]["premiumSite"])["params"]["linuxFxVersion"]
+    assert passed == "Python|${runtimeVersion}"
 
 
 def test_basic_publishing_credentials_are_off():
