@@ -1,8 +1,10 @@
 targetScope = 'subscription'
 
-// callkeeper on Azure Functions: a Linux Python 3.11 function app (Flex Consumption by default) with a
-// user-assigned managed identity, identity-only storage, Application Insights with Entra authentication,
-// and a Graph credential that is either secretless (federated credential) or a Key Vault reference.
+// callkeeper on Azure Functions: a Linux Python 3.11 function app (Flex Consumption by default) with two
+// user-assigned managed identities (the app's: storage and telemetry; the Graph identity: the Graph
+// credential only), identity-only storage, Application Insights (Entra-only ingestion where the cloud offers
+// it), a Graph credential that is either secretless (federated credential) or a Key Vault reference, logs of
+// the app, storage and Key Vault in Log Analytics, and alerts and a workbook for the operators.
 
 @minLength(1)
 @maxLength(64)
@@ -10,7 +12,7 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Primary location for all resources.')
+@description('Primary location for all resources. Flex Consumption is offered in some regions only: `az functionapp list-flexconsumption-locations` lists them (docs/deploy.md).')
 @metadata({
   azd: {
     type: 'location'
@@ -33,8 +35,8 @@ param hostingPlan string = 'FlexConsumption'
 ])
 param elasticPremiumSku string = 'EP1'
 
-@description('Flex Consumption: most instances the app scales out to.')
-@minValue(40)
+@description('Flex Consumption: most instances the app scales out to (the platform allows 1 and up).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -46,10 +48,10 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
-@description('Zone-redundant plan, where the region offers it.')
+@description('Zone-redundant plan, where the region offers it. Forces zone-redundant storage (LRS to ZRS, GRS to GZRS, RAGRS to RAGZRS): a plan with availability zones supports only zone-redundant storage.')
 param zoneRedundant bool = false
 
-@description('Storage redundancy.')
+@description('Storage redundancy (made zone-redundant when zoneRedundant is true).')
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
@@ -144,10 +146,26 @@ param keepAliveTenantRate int = 1000
 @maxValue(10000)
 param keepAliveMaxRequestsPerSecond int = 500
 
+@description('auto (default): Entra-only ingestion (local auth off) in the commercial cloud (AzureCloud), the instrumentation key elsewhere, where Learn does not offer Entra ingestion; entra or key forces one.')
+@allowed([
+  'auto'
+  'entra'
+  'key'
+])
+param applicationInsightsAuth string = 'auto'
+
+@description('E-mail address for the alerts; empty creates the action group without a receiver.')
+param alertEmailAddress string = ''
+
+@description('Object id of the bot\'s identity (managed identity or service principal); it gets Storage Queue Data Message Processor on the cleanup queue only. Empty for none.')
+param botPrincipalId string = ''
+
 // Optional name overrides; empty means the generated name.
 param resourceGroupName string = ''
 param apiServiceName string = ''
 param apiUserAssignedIdentityName string = ''
+param graphUserAssignedIdentityName string = ''
+param actionGroupName string = ''
 param appServicePlanName string = ''
 param storageAccountName string = ''
 param logAnalyticsName string = ''
@@ -164,6 +182,18 @@ var useSecret = graphCredential == 'secret'
 var functionAppName = !empty(apiServiceName) ? apiServiceName : '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 var vaultName = !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+var applicationInsightsEntraAuth = applicationInsightsAuth == 'entra' || (applicationInsightsAuth == 'auto' && environment().name == 'AzureCloud')
+
+// A plan with availability zones supports only zone-redundant storage.
+var zoneRedundantStorageSku = {
+  Standard_LRS: 'Standard_ZRS'
+  Standard_ZRS: 'Standard_ZRS'
+  Standard_GRS: 'Standard_GZRS'
+  Standard_GZRS: 'Standard_GZRS'
+  Standard_RAGRS: 'Standard_RAGZRS'
+  Standard_RAGZRS: 'Standard_RAGZRS'
+}
+var effectiveStorageSkuName = zoneRedundant ? zoneRedundantStorageSku[storageSkuName] : storageSkuName
 
 // Blob: host state, timer leases and the deployment package. Queue: the app's queues and the host's poison
 // queues. Table: the calls table.
@@ -216,6 +246,18 @@ module apiUserAssignedIdentity './core/identity/user-assigned-identity.bicep' = 
   }
 }
 
+// The Graph identity: the subject of the bot registration's federated credential (or the reader of the
+// Key Vault secret). It holds no storage role; the app's identity above is trusted by no app registration.
+module graphUserAssignedIdentity './core/identity/user-assigned-identity.bicep' = {
+  name: 'graphUserAssignedIdentity'
+  scope: rg
+  params: {
+    name: !empty(graphUserAssignedIdentityName) ? graphUserAssignedIdentityName : '${abbrs.managedIdentityUserAssignedIdentities}graph-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
 module appServicePlan './core/host/functions-plan.bicep' = {
   name: 'appServicePlan'
   scope: rg
@@ -236,7 +278,8 @@ module storage './core/storage/storage-account.bicep' = {
     name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
-    skuName: storageSkuName
+    skuName: effectiveStorageSkuName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     deploymentContainerName: deploymentStorageContainerName
     callsTableName: callsTableName
     cleanupQueueName: cleanupQueueName
@@ -252,6 +295,22 @@ module monitoring './core/monitor/monitoring.bicep' = {
     applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
     location: location
     tags: tags
+    entraAuth: applicationInsightsEntraAuth
+  }
+}
+
+module operations './core/monitor/operations.bicep' = {
+  name: 'operations'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    actionGroupName: !empty(actionGroupName) ? actionGroupName : '${abbrs.insightsActionGroups}${resourceToken}'
+    alertEmailAddress: alertEmailAddress
+    cleanupQueueName: storage.outputs.cleanupQueueName
+    workQueueName: storage.outputs.workQueueName
   }
 }
 
@@ -262,6 +321,7 @@ module keyVault './core/security/keyvault.bicep' = if (useSecret) {
     name: vaultName
     location: location
     tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -275,6 +335,10 @@ module rbac './app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     managedIdentityPrincipalId: apiUserAssignedIdentity.outputs.principalId
+    graphIdentityPrincipalId: graphUserAssignedIdentity.outputs.principalId
+    applicationInsightsEntraAuth: applicationInsightsEntraAuth
+    cleanupQueueName: storage.outputs.cleanupQueueName
+    botPrincipalId: botPrincipalId
     enableBlob: storageEndpointConfig.enableBlob
     enableQueue: storageEndpointConfig.enableQueue
     enableTable: storageEndpointConfig.enableTable
@@ -302,6 +366,10 @@ module api './app/api.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     identityId: apiUserAssignedIdentity.outputs.id
     identityClientId: apiUserAssignedIdentity.outputs.clientId
+    graphIdentityId: graphUserAssignedIdentity.outputs.id
+    graphIdentityClientId: graphUserAssignedIdentity.outputs.clientId
+    applicationInsightsEntraAuth: applicationInsightsEntraAuth
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     enableBlob: storageEndpointConfig.enableBlob
     enableQueue: storageEndpointConfig.enableQueue
     enableTable: storageEndpointConfig.enableTable
@@ -324,13 +392,20 @@ output SERVICE_API_URI string = api.outputs.SERVICE_API_URI
 output AZURE_FUNCTION_APP_NAME string = api.outputs.SERVICE_API_NAME
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_DEPLOYMENT_CONTAINER_NAME string = deploymentStorageContainerName
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output CLEANUP_QUEUE_NAME string = storage.outputs.cleanupQueueName
+output FUNCTION_APP_URL string = api.outputs.SERVICE_API_URI
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output API_IDENTITY_NAME string = apiUserAssignedIdentity.outputs.name
 output API_IDENTITY_CLIENT_ID string = apiUserAssignedIdentity.outputs.clientId
 output API_IDENTITY_PRINCIPAL_ID string = apiUserAssignedIdentity.outputs.principalId
+output GRAPH_IDENTITY_NAME string = graphUserAssignedIdentity.outputs.name
+output GRAPH_IDENTITY_CLIENT_ID string = graphUserAssignedIdentity.outputs.clientId
+output GRAPH_IDENTITY_PRINCIPAL_ID string = graphUserAssignedIdentity.outputs.principalId
 output GRAPH_CREDENTIAL string = graphCredential
 output GRAPH_FEDERATED_CREDENTIAL_ISSUER string = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
-output GRAPH_FEDERATED_CREDENTIAL_SUBJECT string = apiUserAssignedIdentity.outputs.principalId
+output GRAPH_FEDERATED_CREDENTIAL_SUBJECT string = graphUserAssignedIdentity.outputs.principalId
 output GRAPH_FEDERATED_CREDENTIAL_AUDIENCE string = federatedCredentialAudience
 output AZURE_KEY_VAULT_NAME string = useSecret ? vaultName : ''
+output APPLICATIONINSIGHTS_ENTRA_AUTH bool = applicationInsightsEntraAuth

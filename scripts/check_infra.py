@@ -23,7 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 INFRA_DIR = "infra"
 NO_REASON = "No comment provided"
-SKIP_COMMENT = re.compile(r"checkov:skip=([A-Za-z_\d-]+)(:?)(.*)")
+# One check or a comma-separated list (checkov's own syntax), then ':' and the reason.
+SKIP_COMMENT = re.compile(r"checkov:skip=([A-Za-z_\d-]+(?:,[A-Za-z_\d-]+)*)(:?)(.*)")
 
 
 def checkov_executable() -> Path:

@@ -1,6 +1,10 @@
 // The function app (Linux, Python): Flex Consumption by default, Elastic Premium by parameter.
 // App settings are built by union(): the contract settings from main.bicep, identity-based AzureWebJobsStorage,
-// Application Insights with Entra authentication, and exactly one Graph credential.
+// Application Insights (Entra authentication where the cloud offers it), and exactly one Graph credential.
+// Two user-assigned identities: the app's (storage, telemetry, deployment package) and the Graph identity
+// (the federated credential's subject, or the Key Vault reference to the client secret), so that neither
+// can do the other's job. Flex Consumption refuses a set of site properties (ARM error 51021) and deprecates
+// a set of app settings: the Flex site sets none of them (tests/infra/test_flex.py holds the list).
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -20,11 +24,23 @@ param storageAccountName string
 param deploymentStorageContainerName string
 param applicationInsightsName string
 
-@description('Resource id of the user-assigned identity.')
+@description('Resource id of the app\'s user-assigned identity (storage, telemetry, deployment package).')
 param identityId string
 
-@description('Client id of the user-assigned identity.')
+@description('Client id of the app\'s user-assigned identity.')
 param identityClientId string
+
+@description('Resource id of the Graph identity (federated credential subject, Key Vault reference).')
+param graphIdentityId string
+
+@description('Client id of the Graph identity.')
+param graphIdentityClientId string
+
+@description('Application Insights accepts only Entra-authenticated telemetry (APPLICATIONINSIGHTS_AUTHENTICATION_STRING is set).')
+param applicationInsightsEntraAuth bool = true
+
+@description('Log Analytics workspace that receives the app\'s logs (diagnostic settings).')
+param logAnalyticsWorkspaceId string
 
 @description('Contract settings (CALLS_TABLE_NAME, KEEPALIVE_SCHEDULE, GRAPH_CLIENT_ID, ...).')
 param appSettings object = {}
@@ -33,8 +49,8 @@ param enableBlob bool = true
 param enableQueue bool = true
 param enableTable bool = true
 
-@description('Flex Consumption: most instances the app scales out to.')
-@minValue(40)
+@description('Flex Consumption: most instances the app scales out to (the platform allows 1 and up).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -73,29 +89,31 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-// Identity-based host storage: no connection string, no account key.
+// Identity-based host storage: no connection string, no account key. AZURE_CLIENT_ID makes any SDK default
+// credential the app's identity, never the Graph identity.
 var storageIdentitySettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
+  AZURE_CLIENT_ID: identityClientId
 }
 var blobSettings = enableBlob ? { AzureWebJobsStorage__blobServiceUri: stg.properties.primaryEndpoints.blob } : {}
 var queueSettings = enableQueue ? { AzureWebJobsStorage__queueServiceUri: stg.properties.primaryEndpoints.queue } : {}
 var tableSettings = enableTable ? { AzureWebJobsStorage__tableServiceUri: stg.properties.primaryEndpoints.table } : {}
 
-// The connection string names the ingestion endpoint (not a secret); local auth is off, so the host
-// authenticates with the identity (Monitoring Metrics Publisher).
-var monitoringSettings = {
+// The connection string names the ingestion endpoint (not a secret). With Entra-only ingestion (local auth
+// off) the host authenticates with the app's identity (Monitoring Metrics Publisher).
+var monitoringSettings = union({
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+}, applicationInsightsEntraAuth ? {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-  AZURE_CLIENT_ID: identityClientId
-}
+} : {})
 
 // Exactly one Graph credential. GRAPH_CLIENT_CERTIFICATE_PATH is never set here: a PEM file path has no
 // place on Flex Consumption (read-only package, no certificate store); it is for local or dedicated hosting.
 var graphCredentialSettings = useSecret ? {
   GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${graphClientSecretName})'
 } : {
-  GRAPH_MANAGED_IDENTITY_CLIENT_ID: identityClientId
+  GRAPH_MANAGED_IDENTITY_CLIENT_ID: graphIdentityClientId
 }
 
 // Elastic Premium runs without an Azure Files content share (that needs an account key): it runs from a
@@ -109,66 +127,95 @@ var premiumSettings = isFlex ? {} : {
 
 var allAppSettings = union(appSettings, storageIdentitySettings, blobSettings, queueSettings, tableSettings, monitoringSettings, graphCredentialSettings, premiumSettings)
 
-var flexFunctionAppConfig = {
-  deployment: {
-    storage: {
-      type: 'blobContainer'
-      value: '${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}'
-      authentication: {
-        type: 'UserAssignedIdentity'
-        userAssignedIdentityResourceId: identityId
-      }
-    }
-  }
-  scaleAndConcurrency: {
+var appSettingsList = [for setting in items(allAppSettings): {
+  name: setting.key
+  value: setting.value
+}]
+
+// One site module per plan, each with exactly the properties its plan accepts (see their headers).
+var siteTags = union(tags, { 'azd-service-name': serviceName })
+
+module flexSite './site-flex.bicep' = if (isFlex) {
+  name: 'site-flex'
+  params: {
+    name: name
+    location: location
+    tags: siteTags
+    appServicePlanId: appServicePlanId
+    identityId: identityId
+    graphIdentityId: graphIdentityId
+    appSettings: appSettingsList
+    deploymentContainerUrl: '${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}'
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-  }
-  runtime: {
-    name: runtimeName
-    version: runtimeVersion
+    runtimeName: runtimeName
+    runtimeVersion: runtimeVersion
   }
 }
 
-resource api 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17:Callers are the bot (function key) and Graph's notifications, which present no client certificate
-  // checkov:skip=CKV_AZURE_222:The bot and Microsoft Graph reach the API over the internet; every route needs a function key
-  // checkov:skip=CKV_AZURE_212:Flex Consumption scales by scaleAndConcurrency and has no numberOfWorkers; Elastic Premium scales elastically
-  // checkov:skip=CKV_AZURE_213:The contract defines no health route and Flex Consumption manages instance health itself
-  // checkov:skip=CKV_AZURE_82:Python version is set by functionAppConfig.runtime (Flex) or linuxFxVersion (Premium); pythonVersion is a Windows setting
-  name: name
-  location: location
-  tags: union(tags, { 'azd-service-name': serviceName })
-  kind: 'functionapp,linux'
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: {
-      '${identityId}': {}
-    }
+module premiumSite './site-premium.bicep' = if (!isFlex) {
+  name: 'site-premium'
+  params: {
+    name: name
+    location: location
+    tags: siteTags
+    appServicePlanId: appServicePlanId
+    identityId: identityId
+    graphIdentityId: graphIdentityId
+    appSettings: appSettingsList
+    linuxFxVersion: 'Python|${runtimeVersion}'
   }
+}
+
+// The site, whichever plan created it: parent and scope of what follows.
+resource api 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: name
+}
+
+// No basic (user name and password) publishing: deployments authenticate with Entra ID.
+resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: api
+  name: 'ftp'
+  dependsOn: [
+    flexSite
+    premiumSite
+  ]
   properties: {
-    serverFarmId: appServicePlanId
-    reserved: true
-    httpsOnly: true
-    clientCertEnabled: false
-    publicNetworkAccess: 'Enabled'
-    keyVaultReferenceIdentity: identityId
-    functionAppConfig: isFlex ? flexFunctionAppConfig : null
-    siteConfig: {
-      linuxFxVersion: isFlex ? null : 'Python|${runtimeVersion}'
-      minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      remoteDebuggingEnabled: false
-      appSettings: [for setting in items(allAppSettings): {
-        name: setting.key
-        value: setting.value
-      }]
-    }
+    allow: false
+  }
+}
+
+resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: api
+  name: 'scm'
+  dependsOn: [
+    flexSite
+    premiumSite
+  ]
+  properties: {
+    allow: false
+  }
+}
+
+// The app's logs (FunctionAppLogs) in Log Analytics, beside Application Insights.
+resource apiDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: api
+  dependsOn: [
+    flexSite
+    premiumSite
+  ]
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
   }
 }
 
 output SERVICE_API_NAME string = api.name
-output SERVICE_API_URI string = 'https://${api.properties.defaultHostName}'
+output SERVICE_API_URI string = 'https://${isFlex ? flexSite.outputs.defaultHostName : premiumSite.outputs.defaultHostName}'
 output id string = api.id

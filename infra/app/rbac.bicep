@@ -1,30 +1,54 @@
-// Role assignments of the function app's user-assigned identity, and nothing else: the roles the host and
-// the app need, each at the narrowest scope that works.
-// - Blob, queue and table data roles at the storage account: the host creates its own containers
-//   (azure-webjobs-hosts, -secrets) and poison queues (<name>-poison), and the app creates its table and
-//   queues when missing, so a narrower (container, queue or table) scope would break them.
-// - Monitoring Metrics Publisher at the Application Insights component (local auth is off).
-// - Key Vault Secrets User at the vault, only with the secret option.
+// Role assignments, each at the narrowest scope that works, and each identity with only what its job needs:
+// - the app's identity (storage identity): blob, queue and table data roles at the storage account (the
+//   host creates its own containers (azure-webjobs-hosts, -secrets) and poison queues (<name>-poison), and
+//   the app creates its table and queues when missing, so a narrower scope would break them), and
+//   Monitoring Metrics Publisher at the Application Insights component when ingestion is Entra-only.
+//   It is trusted by no app registration, so it cannot call Microsoft Graph.
+// - the Graph identity: Key Vault Secrets User at the vault, only with the secret option. It holds no
+//   storage role; the bot's app registration trusts it (federated credential) or it reads the secret.
+// - the bot (optional botPrincipalId): Storage Queue Data Message Processor on the cleanup queue only.
 param storageAccountName string
 param applicationInsightsName string
 param managedIdentityPrincipalId string
+param graphIdentityPrincipalId string
 param enableBlob bool = true
 param enableQueue bool = true
 param enableTable bool = true
 
+@description('Application Insights accepts only Entra-authenticated telemetry: the app\'s identity needs Monitoring Metrics Publisher.')
+param applicationInsightsEntraAuth bool = true
+
 @description('Name of the vault that holds GRAPH_CLIENT_SECRET; empty when the secretless option is used.')
 param keyVaultName string = ''
+
+@description('Queue that receives callEnded events (CLEANUP_QUEUE_NAME).')
+param cleanupQueueName string
+
+@description('Object id of the bot\'s identity (a managed identity or the service principal of its app registration); empty for none.')
+param botPrincipalId string = ''
 
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
 var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
 var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
+var storageQueueDataMessageProcessorRoleId = '8a0f0c08-91a1-4084-bc3d-661d67233fed' // Storage Queue Data Message Processor
 
 var enableKeyVault = !empty(keyVaultName)
+var enableBot = !empty(botPrincipalId)
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storageAccount
+  name: 'default'
+}
+
+resource cleanupQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: cleanupQueueName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -65,7 +89,7 @@ resource tableRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-resource monitoringRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource monitoringRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (applicationInsightsEntraAuth) {
   name: guid(applicationInsights.id, managedIdentityPrincipalId, monitoringMetricsPublisherRoleId)
   scope: applicationInsights
   properties: {
@@ -76,11 +100,21 @@ resource monitoringRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-
 }
 
 resource keyVaultRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableKeyVault) {
-  name: guid(keyVault.id, managedIdentityPrincipalId, keyVaultSecretsUserRoleId)
+  name: guid(keyVault.id, graphIdentityPrincipalId, keyVaultSecretsUserRoleId)
   scope: keyVault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
-    principalId: managedIdentityPrincipalId
+    principalId: graphIdentityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource botQueueRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableBot) {
+  name: guid(cleanupQueue.id, botPrincipalId, storageQueueDataMessageProcessorRoleId)
+  scope: cleanupQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageProcessorRoleId)
+    principalId: botPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

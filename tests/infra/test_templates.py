@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
 API = INFRA / "app" / "api.bicep"
+SITE_FLEX = INFRA / "app" / "site-flex.bicep"
+SITE_PREMIUM = INFRA / "app" / "site-premium.bicep"
+OPERATIONS = INFRA / "core" / "monitor" / "operations.bicep"
 RBAC = INFRA / "app" / "rbac.bicep"
 STORAGE = INFRA / "core" / "storage" / "storage-account.bicep"
 PLAN = INFRA / "core" / "host" / "functions-plan.bicep"
@@ -66,6 +69,7 @@ REQUIRED_SETTINGS = {
 OMITTED_SETTINGS = {"AzureWebJobsStorage", "GRAPH_CLIENT_CERTIFICATE_PATH"}
 
 ROLE_IDS = {
+    "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
@@ -79,6 +83,17 @@ ROLE_SCOPE_TYPES = {
     "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts",
     "Monitoring Metrics Publisher": "Microsoft.Insights/components",
     "Key Vault Secrets User": "Microsoft.KeyVault/vaults",
+    "Storage Queue Data Message Processor": "Microsoft.Storage/storageAccounts/queueServices/queues",
+}
+# Who holds each role: the app's identity (storage, telemetry), the Graph identity (only the Key Vault
+# secret), the bot (only its cleanup queue). The rbac.bicep parameter, and what main.bicep passes to it.
+ROLE_PRINCIPALS = {
+    "Storage Blob Data Owner": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
+    "Storage Queue Data Contributor": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
+    "Storage Table Data Contributor": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
+    "Monitoring Metrics Publisher": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
+    "Key Vault Secrets User": ("graphIdentityPrincipalId", "graphUserAssignedIdentity"),
+    "Storage Queue Data Message Processor": ("botPrincipalId", None),
 }
 
 SECRET_MARKERS = (
@@ -169,8 +184,14 @@ def setting_objects(path: Path, value: Any) -> list[dict[str, Any]]:
 def app_settings() -> dict[str, list[Any]]:
     """Every app setting the templates can give the function app, with each value it can take."""
     settings: dict[str, list[Any]] = {}
-    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
-    loop = site["properties"]["siteConfig"]["appSettings"]
+    # Both sites take the list app/api.bicep builds (appSettingsList) as their `appSettings` parameter.
+    for site_file in (SITE_FLEX, SITE_PREMIUM):
+        (site,) = resources_of_type(site_file, "Microsoft.Web/sites").values()
+        assert body(site)["properties"]["siteConfig"]["appSettings"] == "appSettings"
+        assert param(site_file, "appSettings")["type"] == "array"
+    for module in ("flexSite", "premiumSite"):
+        assert body(parse(API)["modules"][module])["params"]["appSettings"] == "appSettingsList"
+    loop = variable(API, "appSettingsList")
     (source,) = function_args(loop["loop_type"]["detail"]["array_name"], "items")
     objects = setting_objects(API, source)
     # The `appSettings` parameter of app/api.bicep is what main.bicep passes in.
@@ -241,19 +262,32 @@ def test_main_is_subscription_scoped_with_resource_group_and_token():
 
 
 def test_every_resource_is_tagged_and_the_site_carries_the_azd_service_name():
-    untaggable = {"Microsoft.Authorization/roleAssignments"}
+    untaggable = {"Microsoft.Authorization/roleAssignments", "Microsoft.Insights/diagnosticSettings"}
     for path in BICEP_FILES:
         for name, res in parse(path).get("resources", {}).items():
             config = body(res)
             if res["existing"] or "parent" in config or res["type"] in untaggable:
                 continue
             assert "tags" in config, f"{path.name}: {name} has no tags"
-    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
-    tags = function_args(site["tags"], "union")
+    for site_file in (SITE_FLEX, SITE_PREMIUM):
+        (site,) = resources_of_type(site_file, "Microsoft.Web/sites").values()
+        assert body(site)["tags"] == "tags"
+    for module in ("flexSite", "premiumSite"):
+        assert body(parse(API)["modules"][module])["params"]["tags"] == "siteTags"
+    tags = function_args(variable(API, "siteTags"), "union")
     assert tags == ["tags", {"'azd-service-name'": "serviceName"}]
     assert param(API, "serviceName")["default"] == "api"
     assert body(module_named("api"))["params"]["serviceName"] == "api"
-    for name in ("apiUserAssignedIdentity", "appServicePlan", "storage", "monitoring", "keyVault", "api"):
+    for name in (
+        "apiUserAssignedIdentity",
+        "graphUserAssignedIdentity",
+        "appServicePlan",
+        "storage",
+        "monitoring",
+        "operations",
+        "keyVault",
+        "api",
+    ):
         assert body(module_named(name))["params"]["tags"] == "tags", name
 
 
@@ -295,10 +329,12 @@ def test_storage_settings_are_identity_based():
         assert params[flag]["operator"]["operands"]["operand_2"] == flag
 
 
-def test_application_insights_uses_entra_authentication():
+def test_application_insights_uses_entra_authentication_when_ingestion_is_entra_only():
     settings = app_settings()
     (auth,) = settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
     assert auth == "ClientId=${identityClientId};Authorization=AAD"
+    (_, conditional) = function_args(variable(API, "monitoringSettings"), "union")
+    assert conditional["operator"]["operands"]["condition"] == "applicationInsightsEntraAuth"
     (conn,) = settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]
     assert "ConnectionString" in json.dumps(conn) and "applicationInsights" in json.dumps(conn)
 
@@ -311,7 +347,8 @@ def test_exactly_one_graph_credential_is_set():
     secret_branch, identity_branch = operands["true_value"], operands["false_value"]
     assert set(secret_branch) == {"GRAPH_CLIENT_SECRET"}
     assert secret_branch["GRAPH_CLIENT_SECRET"].startswith("@Microsoft.KeyVault(")
-    assert identity_branch == {"GRAPH_MANAGED_IDENTITY_CLIENT_ID": "identityClientId"}
+    # the Graph identity, not the app's (storage) identity
+    assert identity_branch == {"GRAPH_MANAGED_IDENTITY_CLIENT_ID": "graphIdentityClientId"}
     settings = app_settings()
     assert len(settings["GRAPH_CLIENT_SECRET"]) == 1
     assert len(settings["GRAPH_MANAGED_IDENTITY_CLIENT_ID"]) == 1
@@ -408,33 +445,65 @@ def role_assignments() -> list[tuple[Path, str, dict[str, Any]]]:
     ]
 
 
-def test_every_role_assignment_targets_the_user_assigned_identity():
+def role_of(path: Path, res: dict[str, Any]) -> str:
+    (role_var,) = [
+        v for v in function_args(body(res)["properties"]["roleDefinitionId"], "subscription_resource_id") if v
+    ][1:]
+    return ROLE_IDS[variable(path, role_var)]
+
+
+def test_every_role_assignment_targets_the_identity_whose_job_it_is():
     assignments = role_assignments()
     assert assignments
-    identity_module, _ = module_for(INFRA / "core" / "identity" / "user-assigned-identity.bicep")
     for path, name, res in assignments:
         props = body(res)["properties"]
         principal = props["principalId"]
+        role = role_of(path, res)
+        expected_param, identity_module = ROLE_PRINCIPALS[role]
+        assert principal == expected_param, f"{name}: {role} goes to {principal}, not {expected_param}"
         assert principal in parse(path)["parameters"], f"{name}: principalId is not a parameter"
         assert props["principalType"] == "ServicePrincipal", name
         _, module = module_for(path)
         passed = body(module)["params"].get(principal)
         assert passed is not None, f"{name}: main.bicep does not pass {principal}"
-        assert passed["operator"]["type"] == "property_accessor", name
-        assert json.dumps(passed).count(identity_module) == 1 and '"principalId"' in json.dumps(passed), name
+        if identity_module is None:  # the bot: main.bicep's own parameter
+            assert passed == principal and principal in parse(MAIN)["parameters"], name
+        else:
+            assert passed["operator"]["type"] == "property_accessor", name
+            dumped = json.dumps(passed)
+            assert f'"{identity_module}"' in dumped and '"principalId"' in dumped, name
         # name = guid(scope.id, principalId, roleId)
         args = function_args(body(res)["name"], "guid")
         assert args[1] == principal, name
+
+
+def test_the_graph_identity_holds_no_storage_role_and_the_app_identity_cannot_call_graph():
+    storage_roles = {r for r in ROLE_IDS.values() if r.startswith("Storage")}
+    for path, name, res in role_assignments():
+        if role_of(path, res) in storage_roles:
+            assert body(res)["properties"]["principalId"] != "graphIdentityPrincipalId", name
+    # The Graph credential (federated credential subject, Key Vault reference) is the Graph identity's.
+    outputs = parse(MAIN)["outputs"]
+    assert "graphUserAssignedIdentity" in json.dumps(outputs["GRAPH_FEDERATED_CREDENTIAL_SUBJECT"])
+    assert "apiUserAssignedIdentity" not in json.dumps(outputs["GRAPH_FEDERATED_CREDENTIAL_SUBJECT"])
+    for site_file in (SITE_FLEX, SITE_PREMIUM):
+        (site,) = resources_of_type(site_file, "Microsoft.Web/sites").values()
+        assert body(site)["properties"]["keyVaultReferenceIdentity"] == "graphIdentityId", site_file.name
+        assert set(body(site)["identity"]["userAssignedIdentities"]) == {"'${identityId}'", "'${graphIdentityId}'"}
+    params = body(module_named("api"))["params"]
+    assert "graphUserAssignedIdentity" in json.dumps(params["graphIdentityClientId"])
+    assert "apiUserAssignedIdentity" in json.dumps(params["identityClientId"])
+    # storage, telemetry and any SDK default credential use the app's identity
+    settings = app_settings()
+    assert settings["AZURE_CLIENT_ID"] == ["identityClientId"]
+    assert settings["AzureWebJobsStorage__clientId"] == ["identityClientId"]
 
 
 def test_roles_are_exactly_the_needed_ones_at_the_narrowest_scope():
     seen = {}
     for path, name, res in role_assignments():
         config = body(res)
-        (role_var,) = [
-            v for v in function_args(config["properties"]["roleDefinitionId"], "subscription_resource_id") if v
-        ][1:]
-        role = ROLE_IDS[variable(path, role_var)]
+        role = role_of(path, res)
         scope = parse(path)["resources"][config["scope"]]
         assert scope["existing"], name
         assert scope["type"] == ROLE_SCOPE_TYPES[role], f"{name}: {role} at {scope['type']}"
@@ -445,6 +514,16 @@ def test_roles_are_exactly_the_needed_ones_at_the_narrowest_scope():
     assert condition(kv_assignment) == "enableKeyVault"
     keyvault_param = body(module_named("rbac"))["params"]["keyVaultName"]
     assert keyvault_param["operator"]["operands"]["condition"] == "useSecret"
+    # Monitoring Metrics Publisher only with Entra-only ingestion
+    _, monitoring_assignment = seen["Monitoring Metrics Publisher"]
+    assert condition(monitoring_assignment) == "applicationInsightsEntraAuth"
+    # the bot: only when botPrincipalId is given, and only on the cleanup queue
+    _, bot_assignment = seen["Storage Queue Data Message Processor"]
+    assert condition(bot_assignment) == "enableBot"
+    queue = parse(RBAC)["resources"][body(bot_assignment)["scope"]]
+    assert body(queue)["name"] == "cleanupQueueName"
+    assert body(module_named("rbac"))["params"]["botPrincipalId"] == "botPrincipalId"
+    assert param(MAIN, "botPrincipalId")["default"] == ""
 
 
 # --- resources -------------------------------------------------------------------------------------------
@@ -495,19 +574,28 @@ def test_plan_is_flex_consumption_by_default_and_elastic_premium_by_parameter():
     assert body(module_named("api"))["params"]["hostingPlan"] == "hostingPlan"
 
 
+def site_body(path: Path) -> dict[str, Any]:
+    (site,) = resources_of_type(path, "Microsoft.Web/sites").values()
+    return body(site)
+
+
 def test_function_app_runs_python_311_on_flex_with_identity_deployment_storage():
-    site = body(resources_of_type(API, "Microsoft.Web/sites")["api"])
+    site = site_body(SITE_FLEX)
     assert site["kind"] == "functionapp,linux"
     assert site["identity"]["type"] == "UserAssigned"
     props = site["properties"]
     assert props["httpsOnly"] is True
-    assert props["keyVaultReferenceIdentity"] == "identityId"
-    assert props["siteConfig"]["minTlsVersion"] == "1.2"
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
-    assert props["functionAppConfig"]["operator"]["operands"]["true_value"] == "flexFunctionAppConfig"
-    flex = variable(API, "flexFunctionAppConfig")
+    assert props["keyVaultReferenceIdentity"] == "graphIdentityId"
+    assert props["siteConfig"] == {"minTlsVersion": "1.2", "appSettings": "appSettings"}
+    flex = props["functionAppConfig"]
     storage = flex["deployment"]["storage"]
-    assert storage["type"] == "blobContainer"
+    assert storage["type"] == "blobContainer" and storage["value"] == "deploymentContainerUrl"
+    passed = body(parse(API)["modules"]["flexSite"])["params"]
+    assert (
+        passed["deploymentContainerUrl"] == "${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}"
+    )
+    for name in ("maximumInstanceCount", "instanceMemoryMB", "runtimeName", "runtimeVersion", "identityId"):
+        assert passed[name] == name, name
     assert storage["authentication"] == {
         "type": "UserAssignedIdentity",
         "userAssignedIdentityResourceId": "identityId",
@@ -523,6 +611,111 @@ def test_function_app_runs_python_311_on_flex_with_identity_deployment_storage()
     assert params["identityId"]["operator"]["type"] == "property_accessor"
     for name in ("maximumInstanceCount", "instanceMemoryMB"):
         assert params[name] == name and param(MAIN, name)["type"] == "int", name
+    # the platform's lowest maximum scale (1) is allowed
+    for path in (MAIN, API, SITE_FLEX):
+        (min_value,) = [
+            d["argument"] for d in param(path, "maximumInstanceCount")["decorators"] if d["type"] == "min_value"
+        ]
+        assert min_value == 1, path.name
+
+
+def test_each_plan_gets_its_own_site_module():
+    modules = parse(API)["modules"]
+    assert condition(modules["flexSite"]) == "isFlex"
+    assert condition(modules["premiumSite"])["operator"]["type"] == "not"
+    assert (API.parent / modules["flexSite"]["detail"]["path"]).resolve() == SITE_FLEX
+    assert (API.parent / modules["premiumSite"]["detail"]["path"]).resolve() == SITE_PREMIUM
+
+
+def test_premium_site_is_hardened_and_runs_python_311():
+    props = site_body(SITE_PREMIUM)["properties"]
+    assert props["httpsOnly"] is True and props["reserved"] is True
+    config = props["siteConfig"]
+    assert config["minTlsVersion"] == "1.2" and config["scmMinTlsVersion"] == "1.2"
+    assert config["ftpsState"] == "Disabled"
+    assert config["http20Enabled"] is True and config["remoteDebuggingEnabled"] is False
+    assert config["linuxFxVersion"] == "linuxFxVersion"
+    passed = body(parse(API)["modules"]["premiumSite"])["params"]["linuxFxVersion"]
+    assert passed == "Python|${runtimeVersion}"
+
+
+def test_basic_publishing_credentials_are_off():
+    policies = resources_of_type(API, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert {body(p)["name"]: body(p)["properties"] for p in policies.values()} == {
+        "ftp": {"allow": False},
+        "scm": {"allow": False},
+    }
+    for policy in policies.values():
+        assert body(policy)["parent"] == "api"
+
+
+def test_diagnostic_settings_send_app_storage_and_key_vault_logs_to_log_analytics():
+    expected = {
+        API: ({"api"}, {"FunctionAppLogs"}),
+        STORAGE: ({"queueService", "tableService"}, {"StorageWrite", "StorageDelete"}),
+        KEY_VAULT: ({"vault"}, {"audit"}),
+    }
+    for path, (scopes, categories) in expected.items():
+        settings = resources_of_type(path, "Microsoft.Insights/diagnosticSettings")
+        assert {body(s)["scope"] for s in settings.values()} == scopes, path.name
+        for setting in settings.values():
+            props = body(setting)["properties"]
+            assert props["workspaceId"] == "logAnalyticsWorkspaceId", path.name
+            logs = props["logs"]
+            if isinstance(logs, str):
+                logs = variable(path, logs)
+            assert {log.get("category", log.get("categoryGroup")) for log in logs} == categories, path.name
+            assert all(log["enabled"] is True for log in logs), path.name
+    for module in ("storage", "keyVault", "api"):
+        passed = body(module_named(module))["params"]["logAnalyticsWorkspaceId"]
+        assert "logAnalyticsId" in json.dumps(passed), module
+
+
+def test_zone_redundant_forces_zone_redundant_storage():
+    mapping = variable(MAIN, "zoneRedundantStorageSku")
+    allowed = param(MAIN, "storageSkuName")["decorators"][-1]["argument"]
+    assert set(mapping) == set(allowed)
+    assert all("ZRS" in sku for sku in mapping.values())
+    effective = variable(MAIN, "effectiveStorageSkuName")["operator"]["operands"]
+    assert effective["condition"] == "zoneRedundant" and effective["false_value"] == "storageSkuName"
+    assert body(module_named("storage"))["params"]["skuName"] == "effectiveStorageSkuName"
+
+
+def test_outputs_give_the_bot_the_queue_endpoint_the_queue_name_and_the_app_url():
+    outputs = parse(MAIN)["outputs"]
+    assert "queueEndpoint" in json.dumps(outputs["AZURE_STORAGE_QUEUE_ENDPOINT"])
+    assert "cleanupQueueName" in json.dumps(outputs["CLEANUP_QUEUE_NAME"])
+    assert "SERVICE_API_URI" in json.dumps(outputs["FUNCTION_APP_URL"])
+
+
+def test_operations_alerts_action_group_and_workbook():
+    module = body(module_named("operations"))["params"]
+    assert module["alertEmailAddress"] == "alertEmailAddress" and param(MAIN, "alertEmailAddress")["default"] == ""
+    groups = resources_of_type(OPERATIONS, "Microsoft.Insights/actionGroups")
+    (group,) = groups.values()
+    assert "alertEmailAddress" in json.dumps(body(group)["properties"]["emailReceivers"])
+    rules = resources_of_type(OPERATIONS, "Microsoft.Insights/scheduledQueryRules")
+    queries = {}
+    for name, rule in rules.items():
+        props = body(rule)["properties"]
+        assert props["actions"] == "actions", name
+        (criterion,) = props["criteria"]["allOf"]
+        queries[name] = json.dumps(criterion["query"])
+    assert len(rules) == 4
+    for kql, rule in (
+        ("at-risk.kql", "atRiskAlert"),
+        ("tick-silence.kql", "silenceAlert"),
+        ("failure-rate.kql", "failureRateAlert"),
+    ):
+        assert kql in queries[rule], rule
+    assert queries["poisonAlert"] == '"poisonQuery"' and "poison-messages.kql" in json.dumps(
+        variable(OPERATIONS, "poisonQuery")
+    )
+    (workbook,) = resources_of_type(OPERATIONS, "Microsoft.Insights/workbooks").values()
+    assert body(workbook)["properties"]["sourceId"] == "applicationInsightsId"
+    loaded = json.dumps(variable(OPERATIONS, "workbookQueries"))
+    for kql in ("tick-summary.kql", "at-risk.kql", "throttling-by-tenant.kql", "ended-calls.kql"):
+        assert kql in loaded, kql
 
 
 def test_key_vault_uses_rbac_soft_delete_and_purge_protection():
@@ -535,10 +728,14 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection():
     assert condition(module_named("keyVault")) == "useSecret"
 
 
-def test_application_insights_is_on_log_analytics_with_local_auth_off():
+def test_application_insights_is_on_log_analytics_with_local_auth_off_where_the_cloud_offers_entra():
     (component,) = resources_of_type(MONITORING, "Microsoft.Insights/components").values()
     props = body(component)["properties"]
-    assert props["DisableLocalAuth"] is True
+    assert props["DisableLocalAuth"] == "entraAuth"
+    assert body(module_named("monitoring"))["params"]["entraAuth"] == "applicationInsightsEntraAuth"
+    assert param(MAIN, "applicationInsightsAuth")["default"] == "auto"
+    rule = json.dumps(variable(MAIN, "applicationInsightsEntraAuth"))
+    assert "AzureCloud" in rule and '"entra"' in rule and '"auto"' in rule
     assert "logAnalytics" in json.dumps(props["WorkspaceResourceId"])
     assert resources_of_type(MONITORING, "Microsoft.OperationalInsights/workspaces")
 

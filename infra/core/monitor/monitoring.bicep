@@ -1,9 +1,13 @@
-// Log Analytics workspace and a workspace-based Application Insights with local (key) authentication off:
-// telemetry is accepted only from Entra identities holding Monitoring Metrics Publisher.
+// Log Analytics workspace and a workspace-based Application Insights. With entraAuth (the default in the
+// commercial cloud) local (key) authentication is off: telemetry is accepted only from Entra identities
+// holding Monitoring Metrics Publisher.
 param logAnalyticsName string
 param applicationInsightsName string
 param location string = resourceGroup().location
 param tags object = {}
+
+@description('Accept only Entra-authenticated telemetry (DisableLocalAuth).')
+param entraAuth bool = true
 
 @minValue(30)
 @maxValue(730)
@@ -32,7 +36,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
-    DisableLocalAuth: true
+    DisableLocalAuth: entraAuth
     publicNetworkAccessForIngestion: 'Enabled'
     publicNetworkAccessForQuery: 'Enabled'
   }
@@ -42,5 +46,5 @@ output logAnalyticsId string = logAnalytics.id
 output logAnalyticsName string = logAnalytics.name
 output applicationInsightsId string = applicationInsights.id
 output applicationInsightsName string = applicationInsights.name
-// Not a secret: it names the ingestion endpoint; with local auth off, only an Entra token is accepted.
+// Not a secret: it names the ingestion endpoint (with local auth off, only an Entra token is accepted).
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString

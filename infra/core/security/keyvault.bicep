@@ -5,6 +5,9 @@ param name string
 param location string = resourceGroup().location
 param tags object = {}
 
+@description('Log Analytics workspace that receives the vault\'s audit logs (diagnostic settings).')
+param logAnalyticsWorkspaceId string
+
 @minValue(7)
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
@@ -33,6 +36,21 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       bypass: 'AzureServices'
       defaultAction: 'Allow'
     }
+  }
+}
+
+// Every access to the vault (AuditEvent: who read which secret) goes to Log Analytics.
+resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'audit'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -27,6 +27,9 @@ param callsTableName string
 @maxLength(63)
 param cleanupQueueName string
 
+@description('Log Analytics workspace that receives the queue and table logs (diagnostic settings).')
+param logAnalyticsWorkspaceId string
+
 @description('Queue of fan-out work messages (KEEPALIVE_WORK_QUEUE_NAME).')
 @minLength(3)
 @maxLength(63)
@@ -106,6 +109,38 @@ resource cleanupQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@20
 resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService
   name: workQueueName
+}
+
+// Writes and deletes on the queues and the table go to Log Analytics (StorageQueueLogs, StorageTableLogs):
+// an audit of who changed calls and events, and the poison-queue alert (a PutMessage on <queue>-poison).
+// Reads are left out: every tick reads the whole table, and those logs would cost more than they tell.
+var storageChangeLogs = [
+  {
+    category: 'StorageWrite'
+    enabled: true
+  }
+  {
+    category: 'StorageDelete'
+    enabled: true
+  }
+]
+
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: storageChangeLogs
+  }
+}
+
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: storageChangeLogs
+  }
 }
 
 output id string = storage.id
