@@ -112,7 +112,7 @@ def test_the_odata_type_may_come_without_its_hash(odata_type):
 
 
 def test_an_exact_property_name_wins_over_one_in_another_case():
-    notification = {**item("terminated"), "ResourceUrl": "/communications/calls/other"}
+    notification = {"ResourceUrl": "/communications/calls/other", **item("terminated")}  # met first
     assert parse_item(notification) == CallNotification("c1", "terminated", {})
 
 
