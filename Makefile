@@ -64,6 +64,12 @@ infra-check: $(CHECKOV_VENV)/.installed
 pytest: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest
 
+# The unit and template tests alone: no Azurite, no stand-ins, no network (tests/unit/conftest.py refuses them),
+# in seconds. For the edit-and-test loop; `make test` stays the full check.
+.PHONY: test-fast
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit tests/infra
+
 # The keep-alive benchmark (docs/performance.md): N=10,000 calls, 3 paired runs; it starts its own Azurite
 # and Graph stand-in. Pass options through ARGS, e.g. `make bench ARGS="--calls 1000 --runs 1"`.
 bench: $(VENV)/.installed node_modules/.installed

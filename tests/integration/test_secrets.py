@@ -186,10 +186,3 @@ def test_no_endpoint_answers_without_a_function_key(host: FunctionHost, ctx: Con
     response = host.request(method, path, body=b'{"callId": "anonymous"}', function_key=None)
     assert response.status_code == 401
     assert list(table.list_entities()) == []
-
-
-def test_every_http_function_requires_a_function_key(host: FunctionHost) -> None:
-    triggers = {str(name): host.trigger(str(name)) for name in host.functions}
-    http = {name: trigger for name, trigger in triggers.items() if trigger["type"] == "httpTrigger"}
-    assert {"register_call", "get_call", "delete_call", "list_calls"} <= set(http)
-    assert {name: trigger["authLevel"] for name, trigger in http.items()} == dict.fromkeys(http, "FUNCTION")
