@@ -13,6 +13,7 @@ The dry run uses the same path with a sender and a writer that change nothing, a
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import threading
@@ -40,6 +41,7 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.graph import KeepAliveResult
+from shared.loglimit import failure_budget, failure_level
 from shared.models import CallRecord, format_time
 from shared.settings import Settings
 from shared.store import CallStore, EndedCalls
@@ -368,16 +370,20 @@ class Sweep:
                     outcome = CallOutcome(Outcome.FAILED, unsaved=True)
                 tally.add(outcome)
 
-        workers = [
-            threading.Thread(target=work, name=f"keepalive-{i}", daemon=True) for i in range(self.settings.concurrency)
-        ]
-        try:
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-        finally:
-            lost = self.writer.flush()  # every worker is done: what is still buffered goes now
+        with failure_budget(logger):  # per-call failure warnings: the first 20, then one line with the rest's count
+            workers = [  # each in a copy of this context, which holds the budget
+                threading.Thread(
+                    target=contextvars.copy_context().run, args=(work,), name=f"keepalive-{i}", daemon=True
+                )
+                for i in range(self.settings.concurrency)
+            ]
+            try:
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+            finally:
+                lost = self.writer.flush()  # every worker is done: what is still buffered goes now
         complete = not stopped
         if stopped:
             error = stopped[0]
@@ -406,7 +412,8 @@ class Sweep:
         try:
             return self._keep_alive(record)
         except KeepAliveError as error:  # storage failing mid-tick: the call stays for the next tick
-            logger.error(
+            logger.log(
+                failure_level(logging.ERROR),
                 "keepalive failed callId=%s error=%s",
                 record.call_id,
                 type(error).__name__,
@@ -425,7 +432,8 @@ class Sweep:
     def _keep_alive(self, record: CallRecord) -> CallOutcome:
         tenant_id = record.tenant_id or self.settings.tenant_id
         if tenant_id is None:
-            logger.warning(
+            logger.log(
+                failure_level(),
                 "keepalive failed callId=%s error=%s",
                 record.call_id,
                 NO_TENANT,
@@ -454,7 +462,8 @@ class Sweep:
             return CallOutcome(Outcome.SUCCEEDED, result.retries)
         if not result.sent:
             return CallOutcome(Outcome.SKIPPED, at_risk=self._warn_if_at_risk(record))
-        logger.warning(
+        logger.log(
+            failure_level(),
             "keepalive failed callId=%s tenantId=%s status=%s error=%s attempts=%d consecutiveFailures=%d",
             record.call_id,
             tenant_id,
