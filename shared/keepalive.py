@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from shared.context import Context
-from shared.errors import KeepAliveError, SettingsError, StorageUnavailable
+from shared.errors import KeepAliveError, SettingsError, StorageUnavailable, TickInterrupted
 from shared.events import CleanupQueue, call_ended_event
 from shared.fanout import (
     MAX_DEQUEUE_COUNT,
@@ -377,15 +377,23 @@ class Sweep:
                 )
                 for i in range(self.settings.concurrency)
             ]
+            interrupted = False
             try:
                 for worker in workers:
                     worker.start()
-                for worker in workers:
-                    worker.join()
+                try:
+                    for worker in workers:
+                        worker.join()
+                except KeyboardInterrupt:  # Ctrl-C (command line): take no new call, finish the ones in flight
+                    interrupted = True
+                    with take:
+                        stopped.append(KeyboardInterrupt())
+                    for worker in workers:
+                        worker.join()
             finally:
                 lost = self.writer.flush()  # every worker is done: what is still buffered goes now
         complete = not stopped
-        if stopped:
+        if stopped and not interrupted:
             error = stopped[0]
             if not isinstance(error, KeepAliveError):
                 raise error
@@ -394,7 +402,7 @@ class Sweep:
                 type(error).__name__,
             )
         counts = tally.counts
-        return TickSummary(
+        summary = TickSummary(
             calls=calls,
             succeeded=counts[Outcome.SUCCEEDED] - lost.succeeded,
             ended=counts[Outcome.ENDED],
@@ -407,6 +415,9 @@ class Sweep:
             complete=complete,
             unsaved=tally.unsaved + lost.succeeded + lost.failed,
         )
+        if interrupted:
+            raise TickInterrupted(summary)
+        return summary
 
     def _one(self, record: CallRecord) -> CallOutcome:
         try:
