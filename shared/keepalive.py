@@ -370,26 +370,41 @@ class Sweep:
                     outcome = CallOutcome(Outcome.FAILED, unsaved=True)
                 tally.add(outcome)
 
+        # Ctrl-C (command line): no new call is taken, the ones in flight finish, then the summary is raised.
+        # (`Thread.join` cannot be trusted once interrupted, so the workers count themselves in and out.)
+        begun = 0
+        finished = threading.Semaphore(0)
+
+        def run_work() -> None:
+            nonlocal begun
+            with take:
+                begun += 1
+            try:
+                work()
+            finally:
+                finished.release()
+
         with failure_budget(logger):  # per-call failure warnings: the first 20, then one line with the rest's count
             workers = [  # each in a copy of this context, which holds the budget
                 threading.Thread(
-                    target=contextvars.copy_context().run, args=(work,), name=f"keepalive-{i}", daemon=True
+                    target=contextvars.copy_context().run, args=(run_work,), name=f"keepalive-{i}", daemon=True
                 )
                 for i in range(self.settings.concurrency)
             ]
             interrupted = False
             try:
-                for worker in workers:
-                    worker.start()
                 try:
                     for worker in workers:
+                        worker.start()
+                    for worker in workers:
                         worker.join()
-                except KeyboardInterrupt:  # Ctrl-C (command line): take no new call, finish the ones in flight
+                except KeyboardInterrupt:
                     interrupted = True
                     with take:
                         stopped.append(KeyboardInterrupt())
-                    for worker in workers:
-                        worker.join()
+                        waiting = begun
+                    for _ in range(waiting):
+                        finished.acquire()
             finally:
                 lost = self.writer.flush()  # every worker is done: what is still buffered goes now
         complete = not stopped

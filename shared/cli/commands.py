@@ -39,7 +39,7 @@ def calls_list(ctx: Context, args: argparse.Namespace, out: Output, errors: Cons
                 out.stream.write((", " if count else "") + out.json_text(record.to_json()))
                 count += 1
         elif records:
-            out.console.print(list_table(records, wide=wide))
+            out.console.print(list_table(records, wide=wide, width=out.console.width))
             count += len(records)
         if token is None:
             break

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -64,35 +65,52 @@ def short_time(value: str | None) -> str:
     return NONE if value is None else f"{value[5:10]} {value[11:16]}"
 
 
-def list_table(records: Iterable[CallRecord], *, wide: bool) -> Table:
-    """The calls: by default short (ids and times cut to fit 80 columns), `wide` with every field whole."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+def _last_result(data: dict[str, Any]) -> str:
+    """The last attempt in one cell: lastError when it failed (it starts with the status), else lastStatus."""
+    if data["lastError"] is not None:
+        return str(data["lastError"])
+    return NONE if data["lastStatus"] is None else str(data["lastStatus"])
+
+
+def list_table(records: Sequence[CallRecord], *, wide: bool, width: int = 80) -> Table:
+    """The calls: by default short, to fit `width` columns (long callIds and results cut with an ellipsis,
+    tenants to 8 characters, times to `MM-DD hh:mm` UTC); `wide` with every field whole."""
+    rows = [record.to_json() for record in records]
     if wide:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         names = ("callId", "tenantId", "registeredAt", "lastKeepAliveAt", "lastStatus", "consecutiveFailures")
         for name in (*names, "lastError"):
             table.add_column(name, no_wrap=True)
-        for record in records:
-            data = record.to_json()
-            table.add_row(*(_text(data[name]) for name in names), _text(data["lastError"]))
+        for data in rows:
+            table.add_row(*(_text(data[name]) for name in (*names, "lastError")))
         return table
-    table.add_column("callId", overflow="ellipsis", no_wrap=True, min_width=12, ratio=3)
-    table.add_column("tenant", no_wrap=True, max_width=8)
-    table.add_column("lastKeepAlive", no_wrap=True)
-    table.add_column("status", no_wrap=True, justify="right")
-    table.add_column("fails", no_wrap=True, justify="right")
-    table.add_column("lastError", overflow="ellipsis", no_wrap=True, min_width=9, ratio=1)
-    for record in records:
-        data = record.to_json()
-        tenant = data["tenantId"]
+    results = [_last_result(data) for data in rows]
+    flexible = width - _FIXED - _GAPS
+    result_width = max(len("lastResult"), min(max(map(cell_len, results), default=0), 21))
+    id_width = min(
+        max(len("callId"), max((cell_len(data["callId"]) for data in rows), default=0)), flexible - result_width
+    )
+    id_width = max(id_width, 12)
+    result_width = max(len("lastResult"), flexible - id_width)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("callId", width=id_width, overflow="ellipsis", no_wrap=True)
+    table.add_column("tenant", width=8, overflow="crop", no_wrap=True)
+    table.add_column("lastKeepAlive", width=13, no_wrap=True)
+    table.add_column("fails", width=5, no_wrap=True, justify="right")
+    table.add_column("lastResult", width=result_width, overflow="ellipsis", no_wrap=True)
+    for data, result in zip(rows, results, strict=True):
         table.add_row(
             _text(data["callId"]),
-            Text(tenant[:8] if tenant else NONE),
+            _text(data["tenantId"]),
             Text(short_time(data["lastKeepAliveAt"])),
-            _text(data["lastStatus"]),
             _text(data["consecutiveFailures"]),
-            _text(data["lastError"]),
+            Text(result),
         )
     return table
+
+
+_FIXED = 8 + 13 + 5  # tenant, lastKeepAlive, fails
+_GAPS = 3 * 4  # between 5 columns
 
 
 def tick_json(summary: Any, *, interrupted: bool = False) -> dict[str, Any]:
