@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps --editable . >/dev/null
+	$(PY) -m pip install --quiet --no-deps --editable . >$(VENV)/install-project.log 2>&1 || { cat $(VENV)/install-project.log; exit 1; }
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

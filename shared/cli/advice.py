@@ -105,16 +105,18 @@ def _storage(error: BaseException, where: Where) -> Advice:
         return _storage_forbidden(refused, where)
     message = str(getattr(error, "message", error))
     if _is_local_storage(where.settings):
+        message = "storage is not answering (AzureWebJobsStorage points at Azurite on this machine)"
         hint = (
-            f"Azurite is not answering: start it from the app folder with `{AZURITE_START}` (or `make prepare`), "
-            "which listens on ports 10000-10002"
+            f"start Azurite from the app folder: `{AZURITE_START}` (or `make prepare`); it listens on 127.0.0.1 "
+            "ports 10000-10002"
         )
     else:
         hint = (
             "check that AzureWebJobsStorage (or AzureWebJobsStorage__tableServiceUri and __queueServiceUri) names "
             "a storage account this machine can reach, then try again"
         )
-    return Advice("storageUnavailable", f"{message} (AzureWebJobsStorage)", hint, EXIT_FAILED)
+        message = f"{message} (AzureWebJobsStorage)"
+    return Advice("storageUnavailable", message, hint, EXIT_FAILED)
 
 
 def _storage_credential(error: BaseException, where: Where) -> Advice:

@@ -47,7 +47,7 @@ def calls_list(ctx: Context, args: argparse.Namespace, out: Output, errors: Cons
         out.stream.write("]}\n")
         out.stream.flush()
     else:
-        shortened = "" if wide or not count else " (ids, tenants and UTC times shortened: --wide shows them whole)"
+        shortened = "" if wide or not count else " (shortened: --wide shows every field)"
         out.line(f"{count} call{'' if count == 1 else 's'} registered{shortened}")
     return EXIT_OK
 
