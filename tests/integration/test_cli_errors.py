@@ -150,6 +150,9 @@ def test_ctrl_c_during_a_tick_prints_the_partial_summary_and_exits_130(app, stan
         stderr=subprocess.PIPE,
         text=True,
         encoding="utf-8",
+        # a run started in the background (nohup, CI) ignores SIGINT, and a child inherits that: undo it, so the
+        # command line gets Python's usual KeyboardInterrupt as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
