@@ -1,4 +1,5 @@
 # callkeeper: the two set-up commands are `make start` (run the app) and `make test` (run the checks).
+# `make prepare` prepares everything `make start` needs except Azure Functions Core Tools, and starts Azurite.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,13 +7,16 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 AZURITE_DIR := .azurite
 
-.PHONY: start stop test lint typecheck pytest infra-check bench soak clean
+.PHONY: prepare start stop test lint typecheck pytest infra-check bench soak clean
 
 # --- dependencies, installed from the project's own files -------------------------------------
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The project itself is installed editable (no dependencies of its own beyond requirements.txt): the `callkeeper`
+# command, and `python -m shared` from any folder.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --editable . >$(VENV)/install-project.log 2>&1 || { cat $(VENV)/install-project.log; exit 1; }
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -30,14 +34,24 @@ local.settings.json:
 	cp local.settings.sample.json local.settings.json
 
 # --- run the app locally ----------------------------------------------------------------------
-start:
-	@command -v func >/dev/null 2>&1 || { \
-	  echo "Azure Functions Core Tools v4 ('func') is not installed."; \
-	  echo "Install it: https://learn.microsoft.com/azure/azure-functions/functions-run-local"; \
-	  echo "  e.g. 'npm install --global azure-functions-core-tools@4' or 'brew install azure-functions-core-tools@4'"; \
-	  exit 1; }
-	@$(MAKE) --no-print-directory $(VENV)/.installed node_modules/.installed local.settings.json
+# Everything but the Functions host: .venv, node_modules, local.settings.json, and Azurite running.
+prepare: $(VENV)/.installed node_modules/.installed local.settings.json
 	@bash scripts/azurite.sh start $(AZURITE_DIR)
+	@echo "Prepared, in $$PWD:"
+	@echo "  .venv/                Python with the app's and the tests' packages, and the callkeeper command (.venv/bin/callkeeper)"
+	@echo "  node_modules/         Azurite, from package.json"
+	@echo "  Azurite               running on 127.0.0.1:10000-10002, data and log in $(AZURITE_DIR)/ ('make stop' stops it)"
+	@echo "  local.settings.json   the app's settings (copied from local.settings.sample.json if it was missing)"
+
+start: prepare
+	@command -v func >/dev/null 2>&1 || { \
+	  echo ""; \
+	  echo "Azure Functions Core Tools v4 ('func') is not installed, so the app itself is not running."; \
+	  echo "  Without it: README.md, section 'Local walkthrough', runs the whole loop with the command line"; \
+	  echo "  (.venv/bin/callkeeper) in place of the HTTP API and the timer."; \
+	  echo "  To run the app: install Core Tools (https://learn.microsoft.com/azure/azure-functions/functions-run-local,"; \
+	  echo "  e.g. 'npm install --global azure-functions-core-tools@4'), then 'make start' again."; \
+	  exit 1; }
 	. $(VENV)/bin/activate && func start
 
 stop:
@@ -81,4 +95,6 @@ soak: $(VENV)/.installed node_modules/.installed
 	$(PY) scripts/soak.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules $(AZURITE_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage
+	-@bash scripts/azurite.sh stop $(AZURITE_DIR)
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules $(AZURITE_DIR) .standins .hypothesis .pytest_cache .mypy_cache .ruff_cache \
+	  .coverage callkeeper.egg-info

@@ -21,8 +21,9 @@ What is measured, in each of `--runs` paired runs (the order within a pair alter
 Once: a raw client with twice the concurrency (does the stand-in have headroom at 64?) and the tick's
 peak traced memory (tracemalloc) at N/4 and at N.
 
-Prints a table, the ratios and the targets of issue 6; `--strict` exits 1 when a target is missed,
-`--json PATH` writes the numbers.
+Prints a table, the ratios and the targets (set for N = 10,000: a MISS at a smaller N is expected there);
+`--strict` exits 1 when a target is missed, `--json PATH` writes the numbers. The work folder (a temporary
+folder: Azurite's log, the stand-ins' CA and log) is removed after a run that finished; a failed run keeps it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from shared.settings import Settings, load_settings  # noqa: E402
 from shared.store import RequestCounter  # noqa: E402
 from tests import azurite as azurite_module  # noqa: E402
 
+DEFAULT_CALLS = 10_000  # N the targets are set for
 TARGET_TICK_OVER_FLOOR = 1.3
 TARGET_SEQUENTIAL_OVER_TICK = 30.0
 TARGET_MEMORY_GROWTH_MB = 25.0
@@ -79,7 +81,7 @@ class Standins:
     def __init__(self, latency: float, log: Path) -> None:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.standins", "--latency", str(latency), "--control"],
+            [sys.executable, "-m", "tests.standins", "--latency", str(latency), "--control", "--dir", str(log.parent)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -341,7 +343,7 @@ def machine() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=10_000, help="N, calls registered (default 10000)")
+    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS, help="N, calls registered (default 10000)")
     parser.add_argument("--runs", type=int, default=3, help="paired runs; medians are reported (default 3)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds Graph takes per keepAlive (0.05)")
     parser.add_argument("--concurrency", type=int, default=64, help="KEEPALIVE_CONCURRENCY (default 64)")
@@ -493,9 +495,14 @@ def report(
             memory[1] - memory[0] <= TARGET_MEMORY_GROWTH_MB
         )
     print()
-    print("targets (issue 6):")
+    print(f"targets (set for N = {DEFAULT_CALLS:,} calls; see docs/performance.md):")
     for name, met in targets.items():
         print(f"  {'PASS' if met else 'MISS'}  {name}")
+    if n < DEFAULT_CALLS:
+        print(
+            f"  (N = {n:,} is below {DEFAULT_CALLS:,}: fixed costs such as thread start-up, the first token and the "
+            "first page weigh more in a short run, so a MISS here is expected and says nothing about the targets)"
+        )
     return {
         "calls": n,
         "tenants": len(bench.tenants),

@@ -1,26 +1,128 @@
 #!/usr/bin/env bash
-# Start or stop the Azurite storage emulator for `make start`, with its data under the given folder.
-# Default ports (10000-10002), so `UseDevelopmentStorage=true` reaches it.
+# Start or stop the Azurite storage emulator for `make prepare` / `make start`, with its data under the given folder.
+#
+#   bash scripts/azurite.sh start [dir]    start it (default dir .azurite); "started" only once every port answers
+#   bash scripts/azurite.sh stop [dir]     stop the Azurite this script started
+#   bash scripts/azurite.sh status [dir]
+#
+# Default ports 10000-10002 (blob, queue, table), so `UseDevelopmentStorage=true` reaches it; AZURITE_PORTS
+# ("BLOB QUEUE TABLE") changes them. Its log is $dir/azurite.log: no --debug log, and a log over 1 MiB is
+# moved to azurite.log.1 at the next start, so it stays bounded.
 set -euo pipefail
-cmd=${1:?start|stop}
+cmd=${1:-}
 dir=${2:-.azurite}
 pidfile="$dir/azurite.pid"
-case "$cmd" in
-  start)
-    mkdir -p "$dir"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "Azurite already running (pid $(cat "$pidfile"))"; exit 0
+log="$dir/azurite.log"
+read -r blob_port queue_port table_port <<<"${AZURITE_PORTS:-10000 10001 10002}"
+ports=("$blob_port" "$queue_port" "$table_port")
+azurite=node_modules/.bin/azurite
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Who listens on a port, when the system can tell cheaply ("node (pid 123)"); empty otherwise.
+holder() {
+  local port=$1 line=""
+  if command -v ss >/dev/null 2>&1; then
+    line=$(ss -H -ltnp "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 || true)
+    [ -n "$line" ] && { sed -E 's/users:\(\("([^"]*)",pid=([0-9]+)/\1 (pid \2)/' <<<"$line"; return; }
+  fi
+  if command -v lsof >/dev/null 2>&1; then
+    lsof -nP -iTCP:"$port" -sTCP:LISTEN -Fpc 2>/dev/null | awk '/^p/{p=substr($0,2)} /^c/{print substr($0,2) " (pid " p ")"; exit}'
+  fi
+}
+
+# The pid in the pid file, if that process is alive and is an Azurite; else nothing (and a stale file is removed).
+running_pid() {
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= 2>/dev/null | grep -q azurite; then
+    echo "$pid"
+  else
+    rm -f "$pidfile"
+    echo "Removed a stale pid file ($pidfile: process ${pid:-?} is not running)" >&2
+  fi
+}
+
+# Azurite answers HTTP on the port with its own Server header (not just any process holding it).
+answers() {
+  local reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 && head -c 4096 <&3" 2>/dev/null || true)
+  grep -qi '^server: azurite' <<<"$reply"
+}
+
+start() {
+  if [ ! -x "$azurite" ]; then
+    echo "Azurite is not installed ($azurite is missing): run \`make prepare\` (or \`npm ci\`) in the app folder first." >&2
+    exit 1
+  fi
+  mkdir -p "$dir"
+  local pid
+  pid=$(running_pid)
+  if [ -n "$pid" ]; then
+    echo "Azurite already running (pid $pid, ports ${ports[*]}, data in $dir)"; exit 0
+  fi
+  local port who taken=0
+  for port in "${ports[@]}"; do
+    if listening "$port"; then
+      who=$(holder "$port")
+      echo "Port $port is already in use${who:+ by $who}: Azurite needs ports ${ports[*]}." >&2
+      taken=1
     fi
-    node_modules/.bin/azurite --silent --skipApiVersionCheck --disableTelemetry --location "$dir" --debug "$dir/debug.log" \
-      --blobPort 10000 --queuePort 10001 --tablePort 10002 >"$dir/azurite.log" 2>&1 &
-    echo $! >"$pidfile"
-    for _ in $(seq 1 100); do
-      if (echo >/dev/tcp/127.0.0.1/10002) 2>/dev/null; then echo "Azurite started (pid $(cat "$pidfile"))"; exit 0; fi
-      kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "Azurite failed to start, see $dir/azurite.log"; exit 1; }
-      sleep 0.1
-    done
-    echo "Azurite did not open port 10002 within 10 s, see $dir/azurite.log"; exit 1 ;;
-  stop)
-    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; echo "Azurite stopped"; fi ;;
-  *) echo "usage: $0 start|stop [dir]"; exit 2 ;;
+  done
+  if [ "$taken" = 1 ]; then
+    echo "Stop that process, or, if it is an Azurite of your own on these ports, use it as it is (UseDevelopmentStorage=true reaches it)." >&2
+    exit 1
+  fi
+  if [ -f "$log" ] && [ "$(wc -c <"$log")" -gt 1048576 ]; then mv -f "$log" "$log.1"; fi
+  local launcher=()
+  command -v setsid >/dev/null 2>&1 && launcher=(setsid)  # its own session: Ctrl-C in this terminal leaves it running
+  "${launcher[@]}" "$azurite" --silent --skipApiVersionCheck --disableTelemetry --location "$dir" \
+    --blobPort "$blob_port" --queuePort "$queue_port" --tablePort "$table_port" >>"$log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$pidfile"
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$pidfile"
+      echo "Azurite exited at start; the end of $log:" >&2
+      tail -n 5 "$log" >&2
+      exit 1
+    fi
+    if answers "$blob_port" && answers "$queue_port" && answers "$table_port"; then
+      echo "Azurite started (pid $pid) on 127.0.0.1 ports ${ports[*]}, data in $dir, log $log"; exit 0
+    fi
+    sleep 0.1
+  done
+  kill "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  echo "Azurite did not answer on ports ${ports[*]} within 30 s and was stopped; see $log" >&2
+  exit 1
+}
+
+stop() {
+  local pid
+  pid=$(running_pid)
+  if [ -z "$pid" ]; then
+    echo "Azurite is not running (nothing started by this script in $dir)"; exit 0
+  fi
+  kill "$pid"
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then rm -f "$pidfile"; echo "Azurite stopped (pid $pid)"; exit 0; fi
+    sleep 0.1
+  done
+  echo "Azurite (pid $pid) did not stop within 10 s; \`kill -9 $pid\` ends it" >&2
+  exit 1
+}
+
+status() {
+  local pid
+  pid=$(running_pid)
+  if [ -n "$pid" ]; then echo "Azurite running (pid $pid, ports ${ports[*]}, data in $dir)"; else echo "Azurite is not running"; exit 3; fi
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status [dir]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""`python -m shared`: the operator command line (see `shared.cli`)."""
+"""`python -m shared`: the operator command line (see `shared.cli`); also installed as `callkeeper`."""
 
 import sys
 

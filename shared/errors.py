@@ -18,6 +18,9 @@ KeepAliveError
 ├── SettingsError(problems)   a missing or invalid setting, named
 ├── TokenError(tenant_id)     MSAL or the identity provider refused or failed
 └── GraphError(status, code, request_id)
+
+KeyboardInterrupt
+└── TickInterrupted(summary)  Ctrl-C during a sweep: the calls in flight finished; `summary` counts what was done
 """
 
 from __future__ import annotations
@@ -128,3 +131,11 @@ class GraphError(KeepAliveError):
         self.status = status
         self.code = code
         self.request_id = request_id
+
+
+class TickInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep after the keepAlives in flight finished; `summary` counts the calls handled."""
+
+    def __init__(self, summary: object) -> None:
+        super().__init__("keepalive tick interrupted")
+        self.summary = summary

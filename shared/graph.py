@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 
 from shared import __version__
 from shared.errors import TokenError
+from shared.loglimit import failure_level
 from shared.logsafe import safe
 from shared.settings import Settings
 
@@ -365,7 +366,8 @@ class GraphClient:
     @staticmethod
     def _hint(answer: _Answer, call_id: str, tenant_id: str) -> None:
         if answer.status == 403:
-            logger.warning(
+            logger.log(
+                failure_level(),
                 "graph keepalive forbidden call_id=%s tenant=%s code=%s request_id=%s hint=%s",
                 safe(call_id),
                 tenant_id,
@@ -374,7 +376,8 @@ class GraphClient:
                 FORBIDDEN_HINT,
             )
         elif answer.status == 401:
-            logger.warning(
+            logger.log(
+                failure_level(),
                 "graph keepalive unauthorized with a fresh token call_id=%s tenant=%s code=%s request_id=%s hint=%s",
                 safe(call_id),
                 tenant_id,

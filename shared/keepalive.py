@@ -13,6 +13,7 @@ The dry run uses the same path with a sender and a writer that change nothing, a
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import threading
@@ -26,7 +27,7 @@ from urllib.parse import quote
 
 from shared.context import Context
 from shared.ended import EndedCalls, purge_quietly
-from shared.errors import KeepAliveError, SettingsError, StorageUnavailable
+from shared.errors import KeepAliveError, SettingsError, StorageUnavailable, TickInterrupted
 from shared.events import CleanupQueue, call_ended_event
 from shared.fanout import (
     MAX_DEQUEUE_COUNT,
@@ -41,6 +42,7 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.graph import KeepAliveResult
+from shared.loglimit import failure_budget, failure_level
 from shared.logsafe import safe
 from shared.models import CallRecord, format_time
 from shared.rows import SkippedRows
@@ -350,18 +352,45 @@ class Sweep:
                     outcome = CallOutcome(Outcome.FAILED, unsaved=True)
                 tally.add(outcome)
 
-        workers = [
-            threading.Thread(target=work, name=f"keepalive-{i}", daemon=True) for i in range(self.settings.concurrency)
-        ]
-        try:
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-        finally:
-            lost = self.writer.flush()  # every worker is done: what is still buffered goes now
+        # Ctrl-C (command line): no new call is taken, the ones in flight finish, then the summary is raised.
+        # (`Thread.join` cannot be trusted once interrupted, so the workers count themselves in and out.)
+        begun = 0
+        finished = threading.Semaphore(0)
+
+        def run_work() -> None:
+            nonlocal begun
+            with take:
+                begun += 1
+            try:
+                work()
+            finally:
+                finished.release()
+
+        with failure_budget(logger):  # per-call failure warnings: the first 20, then one line with the rest's count
+            workers = [  # each in a copy of this context, which holds the budget
+                threading.Thread(
+                    target=contextvars.copy_context().run, args=(run_work,), name=f"keepalive-{i}", daemon=True
+                )
+                for i in range(self.settings.concurrency)
+            ]
+            interrupted = False
+            try:
+                try:
+                    for worker in workers:
+                        worker.start()
+                    for worker in workers:
+                        worker.join()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    with take:
+                        stopped.append(KeyboardInterrupt())
+                        waiting = begun
+                    for _ in range(waiting):
+                        finished.acquire()
+            finally:
+                lost = self.writer.flush()  # every worker is done: what is still buffered goes now
         complete = not stopped
-        if stopped:
+        if stopped and not interrupted:
             error = stopped[0]
             if not isinstance(error, KeepAliveError):
                 raise error
@@ -370,7 +399,7 @@ class Sweep:
                 type(error).__name__,
             )
         counts = tally.counts
-        return TickSummary(
+        summary = TickSummary(
             calls=calls,
             succeeded=counts[Outcome.SUCCEEDED] - lost.succeeded,
             ended=counts[Outcome.ENDED],
@@ -384,12 +413,16 @@ class Sweep:
             complete=complete,
             unsaved=tally.unsaved + lost.succeeded + lost.failed,
         )
+        if interrupted:
+            raise TickInterrupted(summary)
+        return summary
 
     def _one(self, record: CallRecord) -> CallOutcome:
         try:
             return self._keep_alive(record)
         except KeepAliveError as error:  # storage failing mid-tick: the call stays for the next tick
-            logger.error(
+            logger.log(
+                failure_level(logging.ERROR),
                 "keepalive failed callId=%s error=%s",
                 safe(record.call_id),
                 type(error).__name__,
@@ -408,7 +441,8 @@ class Sweep:
     def _keep_alive(self, record: CallRecord) -> CallOutcome:
         tenant_id = record.tenant_id or self.settings.tenant_id
         if tenant_id is None:
-            logger.warning(
+            logger.log(
+                failure_level(),
                 "keepalive failed callId=%s error=%s",
                 safe(record.call_id),
                 NO_TENANT,
@@ -437,7 +471,8 @@ class Sweep:
             return CallOutcome(Outcome.SUCCEEDED, result.retries)
         if not result.sent:
             return CallOutcome(Outcome.NOT_SENT, at_risk=self._warn_if_at_risk(record))
-        logger.warning(
+        logger.log(
+            failure_level(),
             "keepalive failed callId=%s tenantId=%s status=%s error=%s attempts=%d consecutiveFailures=%d",
             safe(record.call_id),
             tenant_id,

@@ -8,16 +8,13 @@ setting by name, in two groups, so that a broken Graph or tuning setting leaves 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.connection_string import connection_string_problem
-from shared.errors import SettingsError
 
 DEFAULT_SCHEDULE = "0 */10 * * * *"
 
@@ -291,65 +288,3 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 def load_from_environment() -> Settings:
     """The composition root's entry: the process environment."""
     return load_settings(os.environ)
-
-
-# --- the command line -------------------------------------------------------------------------
-LOCAL_SETTINGS_FILE = "local.settings.json"
-
-
-def read_local_settings(path: Path) -> dict[str, str]:
-    """The `Values` of a `local.settings.json`; {} when there is no such file.
-
-    Numbers and booleans are taken as the text the host would see (`true`, `64`); an unreadable file,
-    or `Values` that is not an object of strings, numbers and booleans, raises `SettingsError`.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as error:
-        raise SettingsError([f"{path} cannot be read ({type(error).__name__})"]) from None
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise SettingsError([f"{path} is not valid JSON ({error})"]) from None
-    values = document.get("Values", {}) if isinstance(document, dict) else None
-    if not isinstance(values, dict):
-        raise SettingsError([f'{path} must hold an object with a "Values" object'])
-    result: dict[str, str] = {}
-    for name, value in values.items():
-        if isinstance(value, bool):
-            result[name] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            result[name] = str(value)
-        elif value is not None:
-            raise SettingsError([f"{name} in {path} must be a string (got {type(value).__name__})"])
-    return result
-
-
-def merge_settings(environ: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
-    """A non-empty environment variable wins; else the file's value."""
-    merged = dict(values)
-    merged.update({name: value for name, value in environ.items() if value.strip()})
-    return merged
-
-
-def load_for_cli(environ: Mapping[str, str], local_settings: Path | None) -> Settings:
-    """The command line's settings: `environ` where non-empty, else `local_settings`' `Values`."""
-    values = read_local_settings(local_settings) if local_settings is not None else {}
-    return load_settings(merge_settings(environ, values))
-
-
-def load_for_cli_process(local_settings: Path) -> Settings:
-    """`load_for_cli` on the process environment, which it then completes with the file's values.
-
-    Like the Functions host, which hands `Values` to the worker as environment variables, this puts the
-    file's values into the environment where unset, so `REQUESTS_CA_BUNDLE`, `HTTPS_PROXY`/`NO_PROXY` and
-    the `AZURE_*` variables of azure-identity apply to the command line as they do under `func start`.
-    """
-    values = read_local_settings(local_settings)
-    merged = merge_settings(os.environ, values)
-    for name, value in values.items():
-        if value.strip() and not os.environ.get(name, "").strip():
-            os.environ[name] = value
-    return load_settings(merged)

@@ -8,95 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.context import Context
 from shared.models import utc_now
 from shared.registry import register_call
-from shared.settings import load_settings
+from tests.integration.cli_harness import OTHER_TENANT, RECORD_FIELDS, App, make_app
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-OTHER_TENANT = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
-RECORD_FIELDS = {
-    "callId", "tenantId", "registeredAt", "lastKeepAliveAt", "lastStatus", "lastError", "consecutiveFailures",
-    "metadata",
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-@dataclass
-class App:
-    """A folder like the app's: a local.settings.json, and the command line run from there."""
-
-    folder: Path
-    values: dict[str, str]
-
-    def write_settings(self, **changes: str | None) -> None:
-        values = {**self.values, **changes}
-        document = {"IsEncrypted": False, "Values": {k: v for k, v in values.items() if v is not None}}
-        (self.folder / "local.settings.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
-
-    def run(self, *args: str, env: dict[str, str] | None = None) -> Run:
-        environ = {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            # coverage of the subprocess, when the test run measures subprocesses
-            **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")},
-            **(env or {}),
-        }
-        process = subprocess.run(
-            [sys.executable, "-m", "shared", *args],
-            cwd=self.folder,
-            env=environ,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=60,
-            check=False,
-        )
-        return Run(process.returncode, process.stdout, process.stderr)
-
-    def context(self) -> Context:
-        """The same settings, in this process, to arrange and inspect what the command line sees."""
-        return Context(load_settings(self.values))
-
 
 @pytest.fixture
 def app(tmp_path: Path, azurite, storage_names, standins) -> App:
-    values = {
-        **standins.environ(AzureWebJobsStorage=azurite.connection_string),
-        **storage_names,
-        "GRAPH_DRY_RUN": "false",
-        "KEEPALIVE_CONCURRENCY": "8",
-        # as `python -m tests.standins` prints it: the command line puts it into its environment
-        "REQUESTS_CA_BUNDLE": str(standins.ca_bundle),
-    }
-    instance = App(tmp_path, values)
-    instance.write_settings()
-    return instance
+    return make_app(tmp_path, azurite, storage_names, standins)
 
 
 def test_calls_add_show_list_remove_as_text_and_json(app, standins):
@@ -120,7 +48,7 @@ def test_calls_add_show_list_remove_as_text_and_json(app, standins):
     second = app.run("calls", "add", "call-2é", "--json", "--metadata", "k=v", "--metadata", "n=")
     assert second.code == 0, second.stderr
     record = second.json()
-    assert set(record) == RECORD_FIELDS
+    assert set(record) == RECORD_FIELDS | {"created"} and record.pop("created") is True
     assert record["callId"] == "call-2é"
     assert record["tenantId"] == tenant  # GRAPH_TENANT_ID
     assert record["metadata"] == {"k": "v", "n": ""}

@@ -25,6 +25,7 @@ from shared import context as context_module
 from shared.context import Context
 from shared.errors import SettingsError, StorageUnavailable
 from shared.keepalive import TickSummary, run_tick
+from shared.loglimit import FAILURE_WARNINGS
 from shared.models import call_keys, utc_now
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
@@ -281,6 +282,33 @@ def test_403_is_one_request_recorded_with_a_permissions_hint(tick, standins: Sta
     hints = " ".join(r.getMessage() for r in caplog.records)
     assert "another app registration or tenant" in hints and "checks no permission of its own" in hints
     assert "Calls.Initiate.All" not in hints  # contract: keepAlive checks no permission, so none is suggested
+
+
+def test_failure_warnings_of_one_tick_are_capped_and_the_summary_counts_every_failure(tick, standins: Standins, caplog):
+    t = tick(KEEPALIVE_CONCURRENCY="4")
+    calls = [f"forbidden-{n}" for n in range(FAILURE_WARNINGS + 7)]
+    for call_id in calls:
+        t.register(call_id)
+        standins.graph.script(call_id, 403)  # each call: a hint and a failure, 2 records
+    with caplog.at_level(logging.DEBUG, logger="shared"):
+        summary = t.run()
+    assert summary.failed == len(calls)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    capped = [m for m in warnings if m.startswith("keepalive failure warnings capped")]
+    assert capped == [
+        f"keepalive failure warnings capped shown={FAILURE_WARNINGS} more={2 * len(calls) - FAILURE_WARNINGS} "
+        f"total={2 * len(calls)} (the first {FAILURE_WARNINGS} are shown, the rest are logged at DEBUG; "
+        "the tick summary counts every failure)"
+    ]
+    assert len(warnings) == FAILURE_WARNINGS + 1
+    held_back = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.DEBUG and r.getMessage().startswith(("keepalive failed", "graph keepalive forbidden"))
+    ]
+    assert len(held_back) == 2 * len(calls) - FAILURE_WARNINGS  # still there at DEBUG (-v)
+    summary_line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("keepalive tick ")]
+    assert f"failed={len(calls)}" in summary_line[0]
 
 
 @pytest.mark.parametrize("status", [400, 405, 409, 410])

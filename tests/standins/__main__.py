@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,12 +41,18 @@ def main() -> None:
     parser.add_argument("--identity-port", type=int, default=0, help="port of the Entra ID stand-in")
     parser.add_argument("--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every keepAlive takes")
-    parser.add_argument("--dir", type=Path, default=None, help="where to write the CA bundle")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to write the CA bundle (default: a temporary folder, removed at exit)",
+    )
     parser.add_argument("--control", action="store_true", help="take stats/reset commands on stdin (see above)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="callkeeper-standins-"))
+    temporary = None if args.dir else Path(tempfile.mkdtemp(prefix="callkeeper-standins-"))
+    directory = args.dir or temporary
     tls = make_tls(directory)
     tokens = TokenRegistry()
     secret = "local-standin-secret"
@@ -109,6 +116,8 @@ def main() -> None:
             last = count
     graph_server.stop()
     identity_server.stop()
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 if __name__ == "__main__":
