@@ -139,11 +139,6 @@ param keepAliveFanoutThreshold int = 5000
 @maxValue(3000)
 param keepAliveTenantRate int = 1000
 
-@description('KEEPALIVE_MAX_REQUESTS_PER_SECOND: per-instance cap on keepAlive requests (a share of Graph\'s 50,000 requests per 15 s per app per tenant).')
-@minValue(1)
-@maxValue(10000)
-param keepAliveMaxRequestsPerSecond int = 500
-
 // Optional name overrides; empty means the generated name.
 param resourceGroupName string = ''
 param apiServiceName string = ''
@@ -185,7 +180,6 @@ var contractAppSettings = {
   KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
   KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
   KEEPALIVE_TENANT_RATE: string(keepAliveTenantRate)
-  KEEPALIVE_MAX_REQUESTS_PER_SECOND: string(keepAliveMaxRequestsPerSecond)
   GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
   GRAPH_CLIENT_ID: graphClientId
   GRAPH_CLOUD: graphCloud
