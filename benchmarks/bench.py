@@ -76,10 +76,11 @@ TENANT_RATE = "3000"  # KEEPALIVE_TENANT_RATE at its most: the per-tenant pacing
 class Standins:
     """`python -m tests.standins --control`: its app settings, and `stats`/`reset` over its stdin."""
 
-    def __init__(self, latency: float, log: Path) -> None:
+    def __init__(self, latency: float, log: Path, *options: str) -> None:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.standins", "--latency", str(latency), "--control"],
+            [sys.executable, "-m", "tests.standins", "--latency", str(latency), "--control", "--dir", str(log.parent)]
+            + list(options),  # the CA files go in the benchmark's own folder, removed with it
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
