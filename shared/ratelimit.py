@@ -8,10 +8,11 @@
                                           halved (once per `BRAKE_INTERVAL`); it doubles back every
                                           `RECOVERY_SECONDS` without a 429, up to its share
 
-Each tenant has a token bucket that holds 50 ms of its rate (at least one request): in any T seconds an
-instance sends a tenant at most rate x (T + 0.05) + 1 requests, so k instances whose shares add up to the
-budget send it at most budget x (T + 0.05) + k: over Graph's 15-second window, 0.3 % over the budget at
-most. The burst lets the requests of a wave of answers go at once instead of spaced by 1/rate.
+Each tenant has a token bucket that holds 10 ms of its rate (at least one request): in any T seconds an
+instance sends a tenant at most rate x (T + 0.01) + 1 requests, so k instances whose shares add up to the
+budget send it at most budget x (T + 0.01) + k. At a high share (one instance sweeping at 3,000/s) a wave
+of answers goes out again at once instead of spaced by 1/rate; at a small share (many work items) the
+bucket holds one request, so the fleet's excess stays k, not k x burst.
 Sweeps running at once in one process add their shares; with none running, a request is paced at
 `default` (the whole KEEPALIVE_TENANT_RATE: a lone keepAlive is a sweep of one call).
 
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 BRAKE_INTERVAL = 1.0  # 429s within this many seconds of a halving belong to the same episode: halve once
 RECOVERY_SECONDS = 10.0  # calm time after which a braked tenant's rate doubles again
 MIN_FACTOR = 1 / 64  # a tenant's rate never drops below this share of its full rate
-BURST_SECONDS = 0.05  # a tenant's bucket holds this many seconds of its rate (at least one request)
+BURST_SECONDS = 0.01  # a tenant's bucket holds this many seconds of its rate (at least one request)
 
 
 @dataclass(slots=True)
