@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 AZURITE_DIR := .azurite
 
-.PHONY: prepare start stop test lint typecheck pytest infra-check bench soak clean
+.PHONY: prepare start stop test lint typecheck pytest infra-check bench fleet soak clean
 
 # --- dependencies, installed from the project's own files -------------------------------------
 # The project itself is installed editable (no dependencies of its own beyond requirements.txt): the `callkeeper`
@@ -88,6 +88,12 @@ test-fast: $(VENV)/.installed
 # and Graph stand-in. Pass options through ARGS, e.g. `make bench ARGS="--calls 1000 --runs 1"`.
 bench: $(VENV)/.installed node_modules/.installed
 	$(PY) benchmarks/bench.py $(ARGS)
+
+# The fleet simulation (docs/scaling.md): fanned-out work items in processes of their own against a Graph stand-in
+# that throttles each tenant, with KEEPALIVE_TENANT_RATE's shares and then with the budget ignored.
+# Options through ARGS, e.g. `make fleet ARGS="--calls 10000 --rate 400"`.
+fleet: $(VENV)/.installed node_modules/.installed
+	$(PY) benchmarks/fleet.py $(ARGS)
 
 # The soak (docs/reliability.md): a simulated day, 144 ticks over ~1,000 calls, with transient faults and a
 # storage outage; it starts its own Azurite and stand-ins. Options through ARGS, e.g. `make soak ARGS="--ticks 24"`.

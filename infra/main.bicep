@@ -141,11 +141,6 @@ param keepAliveFanoutThreshold int = 5000
 @maxValue(3000)
 param keepAliveTenantRate int = 1000
 
-@description('KEEPALIVE_MAX_REQUESTS_PER_SECOND: per-instance cap on keepAlive requests (a share of Graph\'s 50,000 requests per 15 s per app per tenant).')
-@minValue(1)
-@maxValue(10000)
-param keepAliveMaxRequestsPerSecond int = 500
-
 @description('auto (default): Entra-only ingestion (local auth off) in the commercial cloud (AzureCloud), the instrumentation key elsewhere, where Learn does not offer Entra ingestion; entra or key forces one.')
 @allowed([
   'auto'
@@ -215,7 +210,6 @@ var contractAppSettings = {
   KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
   KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
   KEEPALIVE_TENANT_RATE: string(keepAliveTenantRate)
-  KEEPALIVE_MAX_REQUESTS_PER_SECOND: string(keepAliveMaxRequestsPerSecond)
   GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
   GRAPH_CLIENT_ID: graphClientId
   GRAPH_CLOUD: graphCloud

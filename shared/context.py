@@ -29,6 +29,8 @@ class Context:
     settings: Settings
     now: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
+    pace_clock: Callable[[], float] = time.monotonic  # the rate limiter's clock and sleep (tests inject a fake pair)
+    pace_sleep: Callable[[float], None] = time.sleep
     storage: Storage = field(init=False)
     calls: CallStore = field(init=False)
     cleanup: CleanupQueue = field(init=False)
@@ -64,14 +66,15 @@ class Context:
             return self._tokens
 
     def limiter(self) -> RateLimiter:
-        """This instance's pace of Graph requests (KEEPALIVE_MAX_REQUESTS_PER_SECOND), shared by every sweep.
+        """This instance's pace of Graph requests per tenant, shared by every sweep of the process: each sweep
+        sets its share of KEEPALIVE_TENANT_RATE (`RateLimiter.share`); outside a sweep, the whole rate.
 
         Its slots are real time (milliseconds apart); a 429's pause lasts as long as the throttled call's own
         wait, which runs on `sleep`, so an injected sleep makes the pause as short as that wait.
         """
         with self._lock:
             if self._limiter is None:
-                self._limiter = RateLimiter(self.settings.max_requests_per_second)
+                self._limiter = RateLimiter(self.settings.tenant_rate, clock=self.pace_clock, sleep=self.pace_sleep)
             return self._limiter
 
     def graph(self) -> GraphClient:

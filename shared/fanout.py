@@ -11,7 +11,12 @@ then moves it to `<queue>-poison`.
 
 Message text (base64, like every message the app writes, matching the host's default encoding):
 
-    {"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00", "01"], "tickId": "<uuid>"}
+    {"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00", "01"], "tickId": "<uuid>",
+     "tenantRate": 31.25}
+
+`tenantRate` is the range's share of KEEPALIVE_TENANT_RATE, per tenant (shared/budget.py): rate x its
+partitions / 64, so the ranges of a tick together stay within the budget. A message without it (written
+before the field existed) takes the same share of the receiving instance's own KEEPALIVE_TENANT_RATE.
 
 Ranges hold about `KEEPALIVE_FANOUT_THRESHOLD` calls each (the threshold is also the size of a work
 item), estimated from one partition's key count since calls spread evenly over the 64 partitions:
@@ -26,9 +31,10 @@ import math
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from shared.budget import MAX_TENANT_RATE, TenantCounts, tenant_share
 from shared.errors import KeepAliveError
 from shared.models import PARTITIONS
 from shared.store import CallStore, Storage, storage_errors
@@ -42,6 +48,7 @@ ALL_PARTITIONS: tuple[str, ...] = tuple(f"{index:02d}" for index in range(PARTIT
 SAMPLE_PARTITION = ALL_PARTITIONS[0]
 _PARTITION = re.compile(r"^\d{2}$")
 _MAX_MESSAGE_CHARS = 4096  # a valid message is far smaller; anything bigger is not ours
+_SAMPLE_PAGE = 1000
 
 
 class InvalidWorkMessage(ValueError):
@@ -70,6 +77,11 @@ class WorkRange:
 
     partitions: tuple[str, ...]
     tick_id: str
+    tenant_rate: float | None = None  # this range's share of KEEPALIVE_TENANT_RATE, per tenant; None: not given
+
+    def share(self, budget: float) -> float:
+        """Requests per second per tenant for this range: the message's share, else its share of `budget`."""
+        return self.tenant_rate if self.tenant_rate is not None else tenant_share(budget, len(self.partitions))
 
     @property
     def label(self) -> str:
@@ -78,22 +90,33 @@ class WorkRange:
         return first if first == last else f"{first}-{last}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schemaVersion": SCHEMA_VERSION,
             "type": MESSAGE_TYPE,
             "partitions": list(self.partitions),
             "tickId": self.tick_id,
         }
+        if self.tenant_rate is not None:
+            data["tenantRate"] = self.tenant_rate
+        return data
 
     def text(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"))
 
 
-def plan_ranges(estimated_calls: int, calls_per_range: int, tick_id: str) -> list[WorkRange]:
-    """Every partition, in contiguous groups of about `calls_per_range` calls (at least one group, at most 64)."""
+def plan_ranges(
+    estimated_calls: int, calls_per_range: int, tick_id: str, tenant_rate: float | None = None
+) -> list[WorkRange]:
+    """Every partition, in contiguous groups of about `calls_per_range` calls (at least one group, at most 64).
+
+    With `tenant_rate` (KEEPALIVE_TENANT_RATE), each range carries its share of it (shared/budget.py).
+    """
     count = min(PARTITIONS, max(1, math.ceil(estimated_calls / max(1, calls_per_range))))
     bounds = [round(i * PARTITIONS / count) for i in range(count + 1)]
-    return [WorkRange(ALL_PARTITIONS[bounds[i] : bounds[i + 1]], tick_id) for i in range(count)]
+    ranges = [WorkRange(ALL_PARTITIONS[bounds[i] : bounds[i + 1]], tick_id) for i in range(count)]
+    if tenant_rate is None:
+        return ranges
+    return [replace(r, tenant_rate=tenant_share(tenant_rate, len(r.partitions))) for r in ranges]
 
 
 def parse_work(body: bytes | str) -> WorkRange:
@@ -124,19 +147,41 @@ def parse_work(body: bytes | str) -> WorkRange:
     tick_id = data.get("tickId")
     if not isinstance(tick_id, str) or not 1 <= len(tick_id) <= 64:
         raise InvalidWorkMessage("tickId must be a string of 1 to 64 characters")
-    return WorkRange(tuple(sorted(partitions)), tick_id)
+    rate = data.get("tenantRate")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_TENANT_RATE
+    ):
+        raise InvalidWorkMessage(f"tenantRate must be a number above 0 and at most {MAX_TENANT_RATE}")
+    return WorkRange(tuple(sorted(partitions)), tick_id, None if rate is None else float(rate))
 
 
-def estimate_calls(calls: CallStore, threshold: int) -> int | None:
-    """None when the table holds at most `threshold` calls; else about how many it holds.
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """About how many calls the table holds, and the largest tenant's share of them (from one partition)."""
 
-    Reads keys only: at most `threshold` + one page of the table, then as much of one partition.
+    calls: int
+    largest: tuple[str, int] | None  # (tenant, about how many calls), None when no sampled call had a tenant
+
+
+def estimate_calls(calls: CallStore, threshold: int, default_tenant: str | None = None) -> Estimate | None:
+    """None when the table holds at most `threshold` calls; else an estimate of the table and its largest tenant.
+
+    Reads at most `threshold` + one page of keys of the table, then one partition of the 64 (calls spread
+    evenly over them): its calls, counted per tenant, times 64. Not a full read of the table.
     """
     counted = calls.count(more_than=threshold)
     if counted <= threshold:
         return None
-    sample = calls.count(more_than=threshold, partition=SAMPLE_PARTITION)
-    return max(counted, sample * PARTITIONS)
+    tenants = TenantCounts(default_tenant)
+    sampled = 0
+    for page in calls.partition_pages(SAMPLE_PARTITION, _SAMPLE_PAGE):
+        sampled += len(page)
+        tenants.add(page)
+    largest = tenants.largest()
+    return Estimate(
+        calls=max(counted, sampled * PARTITIONS),
+        largest=None if largest is None else (largest[0], largest[1] * PARTITIONS),
+    )
 
 
 def enqueue(storage: Storage, queue_name: str, ranges: Sequence[WorkRange]) -> None:

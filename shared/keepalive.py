@@ -4,7 +4,8 @@
     run_work(ctx, message)   the queue function: sweeps the partitions a work message names
     run_tick(ctx)            one sweep of the whole table (timer below the threshold, command line)
       └── Sweep.run(pages)   bounded thread pool, one page of the table at a time, the next page read ahead
-            ├── Sender       GraphClient (paced by the instance's RateLimiter), or DryRunSender
+            ├── Sender       GraphClient (each tenant paced at the sweep's share of KEEPALIVE_TENANT_RATE
+            │                by the instance's RateLimiter, see shared/budget.py), or DryRunSender
             └── Writer       BatchWriter (entity group transactions per partition; event, then delete),
                              StorageWriter (one conditional update per call), or DryRunWriter
 
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from shared.budget import TenantCounts, schedule_interval, warn_if_too_slow
 from shared.context import Context
 from shared.ended import EndedCalls, purge_quietly
 from shared.errors import KeepAliveError, SettingsError, StorageUnavailable, TickInterrupted
@@ -584,8 +586,11 @@ def run_tick(
     sender, writer = _prepare(ctx, dry=dry)
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry, on_progress=on_progress)
     skipped = SkippedRows()
-    summary = sweep.run(read_ahead(ctx.calls.pages(PAGE_SIZE, skipped)), skipped)
+    tenants = TenantCounts(ctx.settings.tenant_id)  # counted on the way: the budget check needs no read of its own
+    with ctx.limiter().share(ctx.settings.tenant_rate):  # the whole table: the whole budget
+        summary = sweep.run(read_ahead(tenants.pages(ctx.calls.pages(PAGE_SIZE, skipped))), skipped)
     logger.info(summary.log_text(), extra=summary_fields(summary))
+    warn_if_too_slow(tenants.largest(), ctx.settings.tenant_rate, schedule_interval(ctx.settings.schedule))
     return summary
 
 
@@ -598,12 +603,14 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
         _prepare(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
         purge_quietly(ctx.ended, ctx.now)  # ends older than 24 hours, a bounded batch per tick
         try:
-            estimate = estimate_calls(ctx.calls, settings.fanout_threshold)
+            estimate = estimate_calls(ctx.calls, settings.fanout_threshold, settings.tenant_id)
         except StorageUnavailable:
             logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
             raise
         if estimate is not None:
-            fan_out(ctx, estimate)
+            interval = schedule_interval(settings.schedule)
+            warn_if_too_slow(estimate.largest, settings.tenant_rate, interval, estimated=True)
+            fan_out(ctx, estimate.calls)
             return
     run_tick(ctx)
 
@@ -611,7 +618,7 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
 def fan_out(ctx: Context, estimate: int) -> list[WorkRange]:
     """Write one work message per range of about KEEPALIVE_FANOUT_THRESHOLD calls; sweep nothing here."""
     settings = ctx.settings
-    ranges = plan_ranges(estimate, settings.fanout_threshold, new_tick_id())
+    ranges = plan_ranges(estimate, settings.fanout_threshold, new_tick_id(), settings.tenant_rate)
     try:
         enqueue(ctx.storage, settings.work_queue_name, ranges)
     except StorageUnavailable:
@@ -621,10 +628,11 @@ def fan_out(ctx: Context, estimate: int) -> list[WorkRange]:
         )
         raise
     logger.info(
-        "keepalive fanout ranges=%d calls=%d threshold=%d tickId=%s queue=%s",
+        "keepalive fanout ranges=%d calls=%d threshold=%d tenantRate=%d tickId=%s queue=%s",
         len(ranges),
         estimate,
         settings.fanout_threshold,
+        settings.tenant_rate,
         ranges[0].tick_id,
         settings.work_queue_name,
     )
@@ -646,9 +654,10 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
     last_try = dequeue_count >= MAX_DEQUEUE_COUNT
     logger.log(
         logging.WARNING if last_try else logging.INFO,
-        "keepalive work partitions=%s tickId=%s id=%s dequeueCount=%d%s",
+        "keepalive work partitions=%s tickId=%s tenantRate=%g id=%s dequeueCount=%d%s",
         work.label,
         work.tick_id,
+        work.share(ctx.settings.tenant_rate),
         message.id,
         dequeue_count,
         " last try: if it fails, the host moves the message to the poison queue" if last_try else "",
@@ -658,7 +667,8 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry)
     skipped = SkippedRows()
     pages = (page for part in work.partitions for page in ctx.calls.partition_pages(part, PAGE_SIZE, skipped))
-    summary = sweep.run(read_ahead(pages), skipped)
+    with ctx.limiter().share(work.share(ctx.settings.tenant_rate)):  # this range's share of the fleet's budget
+        summary = sweep.run(read_ahead(pages), skipped)
     logger.info(
         "%s partitions=%s tickId=%s dequeueCount=%d",
         summary.log_text(),

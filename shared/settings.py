@@ -70,8 +70,8 @@ class Settings:
     request_timeout: float = 10.0
     at_risk_minutes: int = 30
     fanout_threshold: int = 5000
-    max_requests_per_second: float = 500.0
     tenant_rate: int = 1000
+    schedule: str = DEFAULT_SCHEDULE  # KEEPALIVE_SCHEDULE as the host reads it (the host resolves and checks it)
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
@@ -262,8 +262,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         request_timeout=env.number("KEEPALIVE_REQUEST_TIMEOUT", 10.0, 0.1, 300.0),
         at_risk_minutes=env.integer("KEEPALIVE_AT_RISK_MINUTES", 30, 1, 44),
         fanout_threshold=env.integer("KEEPALIVE_FANOUT_THRESHOLD", 5000, 1, None),
-        max_requests_per_second=env.number("KEEPALIVE_MAX_REQUESTS_PER_SECOND", 500.0, 1.0, 10000.0),
         tenant_rate=env.integer("KEEPALIVE_TENANT_RATE", 1000, 1, 3000),
+        schedule=env.get("KEEPALIVE_SCHEDULE") or DEFAULT_SCHEDULE,
         tenant_id=env.guid("GRAPH_TENANT_ID"),
         client_id=client_id,
         client_secret=env.get("GRAPH_CLIENT_SECRET"),

@@ -174,7 +174,7 @@ def test_the_poison_query_names_the_default_queues_that_the_bicep_replaces():
 def test_the_source_scan_finds_the_records_the_queries_rely_on():
     # guards the scan itself: if it found nothing, every check below would pass vacuously
     prefixes = {text.split("=")[0] for text in written_records()}
-    for expected in ("keepalive tick calls", "keepalive at risk callId", "graph throttled tenant"):
+    for expected in ("keepalive tick calls", "keepalive at risk callId", "graph throttled tenantId"):
         assert expected in prefixes, expected
     assert {"calls", "failed", "seconds", "callId", "eventId", "ranges"} <= written_keys()
     assert {"keepaliveTick", "keepaliveFailed", "keepaliveAtRisk"} <= written_events()

@@ -221,7 +221,7 @@ class Soak:
         # by the next tick, as in production) and a tick itself takes no simulated time.
         if hasattr(self.ctx, "_limiter"):
             self.ctx._limiter = RateLimiter(
-                settings.max_requests_per_second,
+                settings.tenant_rate,
                 clock=lambda: (self.clock() - START).total_seconds(),
                 sleep=self.sleep,
             )

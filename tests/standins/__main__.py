@@ -1,15 +1,17 @@
 """Run the stand-ins by hand, to watch the app work end to end without Azure.
 
     python -m tests.standins [--graph-port 8443] [--identity-port 8444] [--ended CALL_ID ...] [--latency S]
-                             [--control]
+                             [--tenant-limit N] [--control]
 
 Prints the app settings that point the app at them (for `local.settings.json` `Values`, or the
 environment of `python -m shared tick`), then serves until Ctrl-C. Every keepAlive is answered 200,
-except the calls named with `--ended`, which answer 404 (so the tick emits `callEnded` for them).
+except the calls named with `--ended`, which answer 404 (so the tick emits `callEnded` for them), and
+those over `--tenant-limit` keepAlives per tenant in a sliding second, which answer 429 with Retry-After.
 
 `--control` (for a parent process, e.g. benchmarks/bench.py): commands on stdin, one a line, answered
 with one JSON line on stdout: `stats` (keepAlive requests, most in flight at once, token requests per
-tenant) and `reset` (forget those, keep the latency); end of input stops the stand-ins.
+tenant, and per tenant the keepAlives answered, the 429s and the most in one second) and `reset` (forget
+those, keep the latency and the limit); end of input stops the stand-ins.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--identity-port", type=int, default=0, help="port of the Entra ID stand-in")
     parser.add_argument("--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every keepAlive takes")
+    parser.add_argument("--tenant-limit", type=float, default=None, help="keepAlives per tenant per second, then 429")
     parser.add_argument(
         "--dir",
         type=Path,
@@ -64,6 +67,7 @@ def main() -> None:
 
     def prepare() -> None:
         graph.latency = args.latency
+        graph.tenant_limit = args.tenant_limit
         for call_id in args.ended:
             graph.script(call_id, *[Reply(404)] * 1000)
 
@@ -100,6 +104,7 @@ def main() -> None:
                     "maxInFlight": graph.max_in_flight,
                     "statuses": {str(status): count for status, count in statuses.items()},
                     "tokenRequests": dict(identity.token_requests),
+                    "tenants": graph.tenant_stats(),
                 }
                 print(json.dumps(stats), flush=True)
             elif command:

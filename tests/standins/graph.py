@@ -8,14 +8,19 @@
   (else `401 InvalidAuthenticationToken`), and of the call's tenant when one was scripted (else `403`).
 - Every request is recorded (method, raw path, callId, headers, arrival, token tenant, answer);
   requests in flight and the most seen at once are counted.
+- `tenant_limit` (off by default) throttles like Graph: at most that many keepAlives per tenant in any
+  sliding one-second window; above it, `429 TooManyRequests` with `Retry-After` (whole seconds until the
+  window has room). Only answered requests count toward the window. `tenant_stats()` sums it up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -100,6 +105,8 @@ class GraphStandin(Service):
             self._scripts: dict[str, deque[Reply]] = {}
             self._tenants: dict[str, str] = {}
             self.latency = 0.0
+            self.tenant_limit: float | None = None
+            self._windows: dict[str, deque[float]] = {}
             self.requests: list[GraphRequest] = []
             self.max_in_flight = self.in_flight
 
@@ -114,6 +121,28 @@ class GraphStandin(Service):
     def requests_for(self, call_id: str) -> list[GraphRequest]:
         with self._lock:
             return [request for request in self.requests if request.call_id == call_id]
+
+    def tenant_stats(self) -> dict[str, dict[str, float]]:
+        """Per tenant: keepAlives answered 2xx, 429s, first and last 2xx arrival, and the most 2xx in any second."""
+        with self._lock:
+            requests = [r for r in self.requests if r.tenant is not None and r.call_id is not None]
+        stats: dict[str, dict[str, float]] = {}
+        for tenant in sorted({r.tenant for r in requests if r.tenant is not None}):
+            ok = sorted(r.arrival for r in requests if r.tenant == tenant and r.status is not None and r.status < 300)
+            throttled = sum(1 for r in requests if r.tenant == tenant and r.status == 429)
+            peak, first = 0, 0
+            for last, at in enumerate(ok):
+                while at - ok[first] >= 1.0:
+                    first += 1
+                peak = max(peak, last - first + 1)
+            stats[tenant] = {
+                "ok": len(ok),
+                "throttled": throttled,
+                "first": ok[0] if ok else 0.0,
+                "last": ok[-1] if ok else 0.0,
+                "peakPerSecond": peak,
+            }
+        return stats
 
     def remaining(self, call_id: str) -> int:
         with self._lock:
@@ -183,6 +212,10 @@ class GraphStandin(Service):
         if expected_tenant is not None and issued.tenant != expected_tenant:
             message = "The call belongs to another tenant."
             return self._error(403, request_id, client_request_id, message), issued.tenant
+        wait = self._throttle(issued.tenant)
+        if wait is not None:
+            reply = self._error(429, request_id, client_request_id, "Too many requests.")
+            return dataclasses.replace(reply, headers={**reply.headers, "Retry-After": str(wait)}), issued.tenant
         reply = scripted or Reply(200)
         if reply.reset:
             return Reply(0, reset=True, delay=reply.delay), issued.tenant
@@ -191,6 +224,20 @@ class GraphStandin(Service):
         if body is None and reply.status >= 400:
             body = graph_error_body(reply.status, request_id, client_request_id)
         return Reply(reply.status, headers, body, reply.delay), issued.tenant
+
+    def _throttle(self, tenant: str) -> int | None:
+        """None when the tenant's window has room (the request is counted); else the Retry-After, in seconds."""
+        with self._lock:
+            if self.tenant_limit is None:
+                return None
+            now = time.monotonic()
+            window = self._windows.setdefault(tenant, deque())
+            while window and now - window[0] >= 1.0:
+                window.popleft()
+            if len(window) >= self.tenant_limit:
+                return max(1, math.ceil(window[0] + 1.0 - now))
+            window.append(now)
+            return None
 
     @staticmethod
     def _error(

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from shared.graph import GraphClient
-from shared.ratelimit import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS, RateLimiter
+from shared.ratelimit import BRAKE_INTERVAL, BURST_SECONDS, MIN_FACTOR, RECOVERY_SECONDS, RateLimiter, burst
 from shared.settings import load_settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -38,55 +38,75 @@ class FakeTime:
             self.now += seconds
 
 
-def limiter(rate: float, time: FakeTime, burst: float | None = None) -> RateLimiter:
-    return RateLimiter(rate, burst=burst, clock=time.clock, sleep=time.sleep)
+def limiter(rate: float, time: FakeTime) -> RateLimiter:
+    return RateLimiter(rate, clock=time.clock, sleep=time.sleep)
 
 
-def test_requests_within_the_burst_do_not_wait():
+def test_a_tenant_may_start_with_10_ms_of_its_rate_at_once_then_waits():
     time = FakeTime()
-    gate = limiter(100, time, burst=10)
-    assert [gate.acquire(TENANT) for _ in range(10)] == [0.0] * 10
-    assert time.slept == []
+    gate = limiter(500, time)
+    assert burst(500) == 5 and burst(50) == 1  # at least one request
+    assert [gate.acquire(TENANT) for _ in range(5)] == [0.0] * 5
+    assert gate.acquire(TENANT) == pytest.approx(0.002)
 
 
-def test_the_bucket_paces_requests_at_the_rate():
+def test_each_tenant_is_paced_at_the_rate_on_its_own():
     time = FakeTime()
-    gate = limiter(50, time, burst=5)
+    gate = limiter(20, time)
     started = time.clock()
-    for _ in range(105):
+    for _ in range(101):
         gate.acquire(TENANT)
-    # 5 from the burst, then 100 at 50 per second: 2 seconds
-    assert time.clock() - started == pytest.approx(2.0)
-    assert all(wait == pytest.approx(0.02) for wait in time.slept)
-
-
-def test_the_bucket_is_shared_by_every_tenant():
-    time = FakeTime()
-    gate = limiter(10, time, burst=1)
-    gate.acquire(TENANT)
+    assert time.clock() - started == pytest.approx(5.0)  # one at once, then 100 at 20 per second
+    assert all(wait == pytest.approx(0.05) for wait in time.slept)
+    other_started = time.clock()
     gate.acquire(OTHER)
-    assert time.slept == [pytest.approx(0.1)]
+    assert time.clock() == other_started  # another tenant has a bucket of its own
 
 
-def test_idle_time_refills_the_bucket_up_to_the_burst_only():
+def test_idle_time_refills_the_bucket_up_to_its_burst_only():
     time = FakeTime()
-    gate = limiter(10, time, burst=2)
-    gate.acquire(TENANT), gate.acquire(TENANT)
+    gate = limiter(10, time)
+    gate.acquire(TENANT)
     time.advance(60)
-    assert [gate.acquire(TENANT) for _ in range(2)] == [0.0, 0.0]
+    assert gate.acquire(TENANT) == 0.0
     assert gate.acquire(TENANT) == pytest.approx(0.1)
 
 
-def test_the_default_burst_is_a_tenth_of_a_second():
+def test_a_sweep_paces_each_tenant_at_its_share_and_sweeps_at_once_add_theirs():
     time = FakeTime()
-    gate = limiter(500, time)
-    assert [gate.acquire(TENANT) for _ in range(50)] == [0.0] * 50
-    assert gate.acquire(TENANT) == pytest.approx(1 / 500)
+    gate = limiter(40, time)  # the whole KEEPALIVE_TENANT_RATE outside a sweep
+    assert gate.rate == 40
+    with gate.share(10):
+        assert gate.rate == 10
+        gate.acquire(TENANT)
+        assert gate.acquire(TENANT) == pytest.approx(1 / 10)
+        with gate.share(5.5):
+            assert gate.rate == pytest.approx(15.5)
+            time.advance(1.0)
+            gate.acquire(TENANT)
+            assert gate.acquire(TENANT) == pytest.approx(1 / 15.5)
+        assert gate.rate == 10
+    assert gate.rate == 40
+
+
+def test_the_tenants_of_a_finished_sweep_are_forgotten_unless_braked():
+    time = FakeTime()
+    gate = limiter(100, time)
+    with gate.share(100):
+        gate.acquire(TENANT)
+        gate.acquire(OTHER)
+        with gate.pause(OTHER, 0.0):
+            pass
+    assert set(gate._tenants) == {OTHER}
+    time.advance(10 * RECOVERY_SECONDS)
+    with gate.share(100):
+        pass
+    assert gate._tenants == {}
 
 
 def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone():
     time = FakeTime()
-    gate = limiter(100, time, burst=100)
+    gate = limiter(100, time)
     for _ in range(5):  # five calls in flight answer 429 at once: one halving
         with gate.pause(TENANT, 2.0):
             pass
@@ -98,18 +118,19 @@ def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone()
     assert gate.factor(TENANT) == 0.25
 
 
-def test_a_braked_tenant_goes_at_its_share_of_the_rate():
+def test_a_braked_tenant_goes_at_half_its_share():
     time = FakeTime()
-    gate = limiter(100, time, burst=100)
-    with gate.pause(TENANT, 0.0):
-        pass
-    started = time.clock()
-    for _ in range(11):
-        gate.acquire(TENANT)
-    assert time.clock() - started == pytest.approx(10 / 50)  # half of 100 per second, one slot at once
-    other_started = time.clock()
-    gate.acquire(OTHER)
-    assert time.clock() == other_started  # the other tenant still has the whole burst
+    gate = limiter(1000, time)
+    with gate.share(20):
+        with gate.pause(TENANT, 0.0):
+            pass
+        started = time.clock()
+        for _ in range(11):
+            gate.acquire(TENANT)
+        assert time.clock() - started == pytest.approx(10 / 10)  # half of 20 per second
+        other_started = time.clock()
+        gate.acquire(OTHER)
+        assert time.clock() == other_started
 
 
 def test_the_rate_recovers_step_by_step_without_429():
@@ -134,6 +155,73 @@ def test_the_rate_never_drops_below_the_floor():
             pass
         time.advance(BRAKE_INTERVAL)
     assert gate.factor(TENANT) == MIN_FACTOR
+
+
+def most_in_any_second(times: list[float]) -> int:
+    """The most requests in any one-second window (a sliding window, as Graph counts)."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def test_the_budget_holds_under_a_429_with_several_instances():
+    """Four instances at a quarter of 400/s each, one of them throttled part way: in any second, never more than
+    400 x (1 + 0.01) (a bucket holds 10 ms) + 4 (one request each)."""
+    time = FakeTime()
+    instances = [limiter(400, time) for _ in range(4)]
+    shares = [instance.share(100) for instance in instances]
+    for share in shares:
+        share.__enter__()
+    sent: list[list[float]] = [[] for _ in instances]
+    next_at = [time.clock()] * len(instances)  # each instance's next free moment
+    for _ in range(2000):  # the instance that is due goes next: all four run "at once" on one clock
+        index = min(range(len(instances)), key=lambda i: next_at[i])
+        time.now = max(time.now, next_at[index])
+        before = time.clock()
+        time.slept.clear()
+        instances[index].acquire(TENANT)
+        sent[index].append(time.clock())
+        next_at[index] = time.clock()
+        time.now = before  # the other instances' clocks did not move while this one slept
+        if index == 0 and len(sent[0]) == 200:  # Graph throttles instance 0: a 429 with Retry-After 2
+            with instances[0].pause(TENANT, 2.0):
+                next_at[0] = time.clock() + 2.0
+    for share in shares:
+        share.__exit__(None, None, None)
+    everything = [at for times in sent for at in times]
+    assert most_in_any_second(everything) <= 400 * (1 + BURST_SECONDS) + 4
+    after = sent[0][200:]  # what the throttled instance sent once its Retry-After was over
+    span = after[-1] - after[0]
+    assert (len(after) - 1) / span == pytest.approx(50, rel=0.05)  # and the throttled instance goes at half its share
+    assert instances[1].factor(TENANT) == 1.0  # the others are not slowed: they did not get the 429
+
+
+def test_a_slot_booked_before_a_429_is_booked_again_after_the_pause():
+    time = FakeTime()
+    gate = limiter(10, time)
+    with gate.share(10):
+        gate.acquire(TENANT)  # the bucket is empty now: the next slot is 0.1 s away
+        original_sleep = gate._sleep
+        paused = threading.Event()
+
+        def sleep_through_a_429(seconds: float) -> None:  # while this worker waits for its slot, a 429 arrives
+            gate._sleep = original_sleep
+            original_sleep(seconds)
+            if not paused.is_set():
+                paused.set()
+                with gate.pause(TENANT, 3.0):
+                    time.advance(3.0)
+
+        gate._sleep = sleep_through_a_429
+        started = time.clock()
+        gate.acquire(TENANT)
+        # 0.1 s for the first booking, 3 s of pause, then a fresh slot at half the rate: the bucket's debt
+        # was forgiven by the pause, so the slot is the next one free, not one after the old debt
+        assert time.clock() - started == pytest.approx(3.1)
 
 
 def test_new_requests_of_the_tenant_wait_while_a_throttled_call_waits_out_its_retry_after():

@@ -77,7 +77,6 @@ def test_empty_values_count_as_unset():
         ("KEEPALIVE_AT_RISK_MINUTES", "0"),
         ("KEEPALIVE_AT_RISK_MINUTES", "45"),
         ("KEEPALIVE_FANOUT_THRESHOLD", "0"),
-        ("KEEPALIVE_MAX_REQUESTS_PER_SECOND", "0"),
         ("KEEPALIVE_TENANT_RATE", "0"),
         ("KEEPALIVE_TENANT_RATE", "3001"),
         ("KEEPALIVE_TENANT_RATE", "fast"),
