@@ -1,26 +1,31 @@
-"""The app's exceptions.
+"""Every exception the app raises on purpose, in one tree.
 
 KeepAliveError
-├── ApiError(code, status, message)        answered to the caller as {"error": {"code", "message"}}
-│   ├── InvalidRequest        400 invalidRequest
-│   ├── InvalidCallId         400 invalidCallId
-│   ├── InvalidTenantId       400 invalidTenantId
-│   ├── InvalidMetadata       400 invalidMetadata
-│   ├── InvalidToken          401 invalidToken
-│   ├── CallNotFound          404 callNotFound
-│   ├── Conflict              409 conflict
-│   ├── PayloadTooLarge       413 payloadTooLarge
-│   └── StorageUnavailable    503 storageUnavailable (+ Retry-After)
+├── ApiError(message)              answered as {"error": {"code", "message"}} with `status` (and `retry_after`)
+│   ├── InvalidRequest             400 invalidRequest
+│   ├── InvalidCallId              400 invalidCallId
+│   ├── InvalidTenantId            400 invalidTenantId
+│   ├── InvalidMetadata            400 invalidMetadata
+│   ├── InvalidToken               401 invalidToken
+│   ├── CallNotFound               404 callNotFound
+│   ├── Conflict                   409 conflict
+│   ├── PayloadTooLarge            413 payloadTooLarge
+│   └── StorageUnavailable         503 storageUnavailable, Retry-After: 10
 │       ├── StorageMisconfigured   AzureWebJobsStorage itself is malformed (names the setting)
-│       ├── StorageAccessDenied    401/403 from storage: the identity lacks a role, or a wrong key
+│       ├── StorageAccessDenied    401/403 from storage: the identity lacks `role`, or a wrong key
 │       └── StorageTlsError        the storage endpoint's certificate could not be verified
-├── UnreadableRow(reason)     a table row this app did not write (or damaged): skipped, left in place
-├── SettingsError(problems)   a missing or invalid setting, named
-├── TokenError(tenant_id)     MSAL or the identity provider refused or failed
-└── GraphError(status, code, request_id)
+├── SettingsError(problems)        a missing or invalid setting, each problem naming it
+├── TokenError(tenant_id, code)    MSAL or the identity provider refused or failed (`code`: invalid_client, ...)
+├── UnreadableRow(reason)          a table row this app did not write (or damaged): skipped, left in place
+├── TransactionFailed(status)      Table Storage refused an entity group transaction; nothing of it was written
+├── KeysUnavailable                the notification signing keys could not be fetched or read
+├── InvalidWorkMessage             a fan-out work message that is not ours: logged and dropped
+├── RangeIncomplete                a work range's sweep did not finish: the queue delivers it again
+├── InvalidAuthenticationString    APPLICATIONINSIGHTS_AUTHENTICATION_STRING is not `Authorization=AAD[;ClientId=]`
+└── UsageError(usage, prog)        bad command-line usage (so `--json` can answer it)
 
 KeyboardInterrupt
-└── TickInterrupted(summary)  Ctrl-C during a sweep: the calls in flight finished; `summary` counts what was done
+└── TickInterrupted(summary)       Ctrl-C during a sweep: the calls in flight finished; `summary` counts what was done
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class KeepAliveError(Exception):
 class ApiError(KeepAliveError):
     code = "internalError"
     status = 500
+    retry_after: int | None = None  # seconds, answered as a Retry-After header
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -75,7 +81,7 @@ class PayloadTooLarge(ApiError):
 
 class StorageUnavailable(ApiError):
     code, status = "storageUnavailable", 503
-    retry_after_seconds = 10
+    retry_after = 10
 
 
 class StorageMisconfigured(StorageUnavailable):
@@ -116,21 +122,55 @@ class SettingsError(KeepAliveError):
 
 
 class TokenError(KeepAliveError):
-    """No app token could be had for a tenant. The message never holds a secret or a token."""
+    """No app token could be had for a tenant; `code` is short and machine-readable (e.g. `invalid_client`).
 
-    def __init__(self, message: str, *, tenant_id: str | None) -> None:
+    The message never holds a secret or a token.
+    """
+
+    def __init__(self, message: str, *, tenant_id: str | None, code: str = "unavailable") -> None:
         super().__init__(message)
         self.tenant_id = tenant_id
-
-
-class GraphError(KeepAliveError):
-    """Graph answered with an error, or did not answer."""
-
-    def __init__(self, message: str, *, status: int | None, code: str | None = None, request_id: str | None = None):
-        super().__init__(message)
-        self.status = status
         self.code = code
-        self.request_id = request_id
+
+
+class TransactionFailed(KeepAliveError):
+    """The service refused the changeset as a whole; nothing of it was written."""
+
+    def __init__(self, status: int, *, index: int | None = None, code: str | None = None) -> None:
+        super().__init__(f"entity group transaction refused status={status} index={index} code={code}")
+        self.status = status
+        self.index = index
+        self.code = code
+
+    @property
+    def conflict(self) -> bool:
+        """An entity was changed (412) or deleted (404) since it was read."""
+        return self.status in (404, 412)
+
+
+class KeysUnavailable(KeepAliveError):
+    """The OpenID configuration or its key set could not be fetched or read."""
+
+
+class InvalidWorkMessage(KeepAliveError):
+    """A work message that is not one the timer wrote; the text names the problem."""
+
+
+class RangeIncomplete(KeepAliveError):
+    """A work range whose sweep could not finish: raised so that the host delivers the message again."""
+
+
+class InvalidAuthenticationString(KeepAliveError):
+    """`APPLICATIONINSIGHTS_AUTHENTICATION_STRING` is not `Authorization=AAD[;ClientId=<guid>]`."""
+
+
+class UsageError(KeepAliveError):
+    """Bad command-line usage: argparse's message, the usage line and the (sub)command's name."""
+
+    def __init__(self, message: str, *, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.prog = prog
 
 
 class TickInterrupted(KeyboardInterrupt):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from shared.budget import MAX_TENANT_RATE, TenantCounts, tenant_share
-from shared.errors import KeepAliveError
+from shared.errors import InvalidWorkMessage
 from shared.models import PARTITIONS
 from shared.store import CallStore, Storage, storage_errors
 
@@ -49,14 +49,6 @@ SAMPLE_PARTITION = ALL_PARTITIONS[0]
 _PARTITION = re.compile(r"^\d{2}$")
 _MAX_MESSAGE_CHARS = 4096  # a valid message is far smaller; anything bigger is not ours
 _SAMPLE_PAGE = 1000
-
-
-class InvalidWorkMessage(ValueError):
-    """A work message that is not one the timer writes: logged and dropped, never retried."""
-
-
-class RangeIncomplete(KeepAliveError):
-    """A range's sweep could not finish (storage failed while reading or writing): the host retries the message."""
 
 
 class WorkMessage(Protocol):

@@ -1,7 +1,6 @@
-"""Graph's keepAlive, with the contract's retry rules.
+"""Graph's keepAlive: one call's request, with the contract's retry rules (shared/retry.py says them all).
 
 - `build_session`: the pooled `requests` session every Graph and token request goes through.
-- `retry_delay`: the one pure decision of what to do after an attempt (how long to wait, or stop).
 - `GraphClient.keep_alive`: one call's keepAlive, applying the outcome table, returning `KeepAliveResult`.
 
 Outcome table (contract, "The keep-alive tick"):
@@ -23,14 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -41,16 +38,12 @@ from shared import __version__
 from shared.errors import TokenError
 from shared.loglimit import failure_level
 from shared.logsafe import safe
+from shared.retry import header, retry_delay
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"callkeeper/{__version__} (Microsoft Graph call keep-alive) python-requests/{requests.__version__}"
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRIES = 3
-RETRY_AFTER_CAP = 60.0
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
 MESSAGE_LIMIT = 1024
 CODE_LIMIT = 128  # Graph's codes are short words; a longer one is cut so `lastError` stays short
 HOST_POOLS = 4  # distinct hosts kept pooled: Graph, the authority, and spare
@@ -63,7 +56,6 @@ UNAUTHORIZED_HINT = (
     "Graph refused a fresh app token: check GRAPH_CLIENT_ID and its credential, the call's tenant "
     "(or GRAPH_TENANT_ID) and that GRAPH_CLOUD / GRAPH_BASE_URL / GRAPH_AUTHORITY_HOST name the same cloud"
 )
-_DELTA_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
 
 
 def build_session(pool_size: int) -> requests.Session:
@@ -78,56 +70,6 @@ def build_session(pool_size: int) -> requests.Session:
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """`Retry-After` as seconds to wait, capped at 60 and never negative; None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if _DELTA_SECONDS.match(text):
-        return min(float(text), RETRY_AFTER_CAP)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
-
-
-def retry_delay(
-    status: int | None,
-    headers: Mapping[str, str],
-    attempt: int,
-    now: datetime,
-    rng: Callable[[], float],
-) -> float | None:
-    """Seconds to wait before retrying, or None: do not retry.
-
-    `status` is the HTTP status, or None for a timeout or a connection error. `attempt` counts the
-    retryable attempts made so far, this one included (1 after the first request), so at most
-    `MAX_RETRIES` retries follow. `rng()` returns a float in [0, 1).
-    """
-    if status is not None and status not in RETRYABLE_STATUSES:
-        return None
-    if attempt > MAX_RETRIES:
-        return None
-    after = retry_after_seconds(_header(headers, "Retry-After"), now)
-    if after is not None:
-        return after
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
-    return ceiling * min(max(rng(), 0.0), 1.0)  # full jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +141,6 @@ class _Answer:
         if self.status is None or 200 <= self.status < 300:
             return None
         return f"{self.status} {self.code}" if self.code else str(self.status)
-
-
-def _token_code(exc: TokenError) -> str:
-    code = getattr(exc, "code", None)
-    return code if isinstance(code, str) and code else "unavailable"
 
 
 class GraphClient:
@@ -324,7 +261,7 @@ class GraphClient:
                 if isinstance(inner, dict):
                     found = next((inner[k] for k in ("request-id", "requestId") if isinstance(inner.get(k), str)), None)
                     inner_request_id = found[:MESSAGE_LIMIT] if found else None
-        request_id = (_header(headers, "request-id") or "")[:MESSAGE_LIMIT] or inner_request_id
+        request_id = (header(headers, "request-id") or "")[:MESSAGE_LIMIT] or inner_request_id
         return _Answer(status, headers, code=code, message=message, request_id=request_id)
 
     @staticmethod
@@ -350,7 +287,7 @@ class GraphClient:
         retries: int,
         client_request_id: str | None,
     ) -> KeepAliveResult:
-        code = _token_code(exc)
+        code = exc.code
         logger.debug("graph keepalive without token call_id=%s tenant=%s error=%s", safe(call_id), tenant_id, code)
         return KeepAliveResult(
             status=answer.status if answer else None,

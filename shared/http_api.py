@@ -18,8 +18,7 @@ import azure.functions as func
 
 from shared import registry
 from shared.context import Context
-from shared.errors import ApiError, CallNotFound, InvalidRequest, PayloadTooLarge, StorageUnavailable
-from shared.logsafe import safe
+from shared.errors import ApiError, CallNotFound, InvalidRequest, PayloadTooLarge
 from shared.models import call_id_problem, validate_call_id, validate_metadata, validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(error: ApiError) -> func.HttpResponse:
-    headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, StorageUnavailable) else None
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return json_response({"error": {"code": error.code, "message": error.message}}, error.status, headers)
 
 
@@ -111,11 +110,7 @@ def get_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
 
 @handler
 def delete_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
-    call_id = _route_call_id(req)
-    record = ctx.calls.get(call_id)
-    if record is None or not ctx.calls.delete(record):
-        raise CallNotFound("no call is registered with that callId")
-    logger.info("call removed callId=%s", safe(call_id))
+    registry.unregister(ctx, _route_call_id(req))
     return func.HttpResponse(status_code=204)
 
 

@@ -27,6 +27,7 @@ import jwt
 
 from shared import registry
 from shared.context import Context
+from shared.ending import end_call
 from shared.errors import Conflict, InvalidRequest, InvalidToken
 from shared.events import call_ended_event
 from shared.http_api import handler, json_response, read_json
@@ -260,13 +261,14 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
         )
         counts.ignored += 1
         return
-    if record is not None:
-        event = call_ended_event(
-            record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
-        )
-        ctx.cleanup.send(event)
-    ctx.ended.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
-    if record is not None and ctx.calls.delete(record):
+    if record is None:  # an unknown call: no event, but its end is remembered all the same
+        ctx.ended.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
+        counts.ignored += 1
+        return
+    event = call_ended_event(
+        record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
+    )
+    if end_call(ctx.calls, ctx.cleanup, ctx.ended, record, event, now):
         logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
         counts.removed += 1
     else:

@@ -3,7 +3,8 @@
     with RateLimiter.share(rate):         a sweep paces each tenant at `rate` per second (its share of
                                           KEEPALIVE_TENANT_RATE, see shared/budget.py) while it runs
     RateLimiter.acquire(tenant)           before each request: waits while the tenant is paused, then for its slot
-    with RateLimiter.pause(tenant, s):    a call that got 429 waits out its Retry-After inside this block;
+    with RateLimiter.pause(tenant, s):    a call that got 429 waits out its Retry-After inside this block
+                                          (the retry policy, with its numbers, is shared/retry.py);
         sleep(s)                          meanwhile no request of that tenant starts, and the tenant's rate is
                                           halved (once per `BRAKE_INTERVAL`); it doubles back every
                                           `RECOVERY_SECONDS` without a 429, up to its share
@@ -33,11 +34,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from shared.retry import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS
+
 logger = logging.getLogger(__name__)
 
-BRAKE_INTERVAL = 1.0  # 429s within this many seconds of a halving belong to the same episode: halve once
-RECOVERY_SECONDS = 10.0  # calm time after which a braked tenant's rate doubles again
-MIN_FACTOR = 1 / 64  # a tenant's rate never drops below this share of its full rate
 BURST_SECONDS = 0.01  # a tenant's bucket holds this many seconds of its rate (at least one request)
 
 

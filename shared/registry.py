@@ -1,4 +1,5 @@
-"""Registering calls: the rules of `POST /api/calls`, shared by the API, notifications and the command line."""
+"""Registering and unregistering calls: the rules of `POST` and `DELETE /api/calls`, for the API, notifications
+and the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.errors import Conflict
+from shared.errors import CallNotFound, Conflict
 from shared.logsafe import safe
 from shared.models import CallRecord
 from shared.store import CallStore
@@ -74,3 +75,12 @@ def register_explicitly(
     if created:
         logger.info("call registered callId=%s tenantId=%s", safe(call_id), record.tenant_id)
     return record, created
+
+
+def unregister(ctx: Context, call_id: str) -> None:
+    """Remove a call (`DELETE /api/calls/{callId}`, `calls remove`): no `callEnded` event, the memory of ends
+    untouched. `CallNotFound` when no call is registered with that callId (or it went meanwhile)."""
+    record = ctx.calls.get(call_id)
+    if record is None or not ctx.calls.delete(record):
+        raise CallNotFound("no call is registered with that callId")
+    logger.info("call removed callId=%s", safe(call_id))

@@ -23,7 +23,7 @@ from typing import Any
 import jwt
 import requests
 
-from shared.errors import InvalidToken
+from shared.errors import InvalidToken, KeysUnavailable
 from shared.logsafe import safe
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ FETCH_TIMEOUT_SECONDS = 10.0
 FETCH_DEADLINE_SECONDS = 30.0
 MAX_DOCUMENT_BYTES = 1 << 20
 _CHUNK = 64 * 1024
-
-
-class KeysUnavailable(Exception):
-    """The OpenID configuration or its key set could not be fetched or read."""
 
 
 class NotificationKeys:

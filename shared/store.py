@@ -35,11 +35,11 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
 from shared import storage_faults
-from shared.errors import InvalidRequest, StorageMisconfigured
+from shared.errors import InvalidRequest, StorageMisconfigured, TransactionFailed
 from shared.models import CallRecord, call_keys
 from shared.rows import SkippedRows, count_rows, read_rows
 from shared.settings import Settings, StorageSettings
-from shared.tablewire import MAX_OPERATIONS, TransactionFailed, query_pages, replace_all
+from shared.tablewire import MAX_OPERATIONS, query_pages, replace_all
 
 logger = logging.getLogger(__name__)
 

@@ -34,6 +34,8 @@ from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.errors import TransactionFailed
+
 MAX_OPERATIONS = 100  # Table Storage's limit for one entity group transaction
 MAX_PAGE = 1000  # Table Storage's most entities per query answer
 LOST_ANSWER_RETRIES = 2  # a transaction whose answer was lost is sent again this many times at most
@@ -42,21 +44,6 @@ _STATUS = re.compile(rb"(?:^|\r\n)HTTP/1\.1 (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n", r
 _ETAG = re.compile(rb"(?im)^etag:[ \t]*(.+?)[ \t]*$")
 _INDEX = re.compile(r"^(\d+):")
 _INT32 = range(-(2**31), 2**31)
-
-
-class TransactionFailed(Exception):
-    """The service refused the changeset as a whole; nothing of it was written."""
-
-    def __init__(self, status: int, *, index: int | None = None, code: str | None = None) -> None:
-        super().__init__(f"entity group transaction refused status={status} index={index} code={code}")
-        self.status = status
-        self.index = index
-        self.code = code
-
-    @property
-    def conflict(self) -> bool:
-        """An entity was changed (412) or deleted (404) since it was read."""
-        return self.status in (404, 412)
 
 
 class WireEntity(dict[str, Any]):

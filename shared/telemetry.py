@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import InvalidAuthenticationString
 from shared.settings import GUID_RE, Settings
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ INSTRUMENTATION_OPTIONS: dict[str, dict[str, bool]] = {
     "urllib3": {"enabled": False},
     "requests": {"enabled": True},
 }
-
-
-class InvalidAuthenticationString(ValueError):
-    """`APPLICATIONINSIGHTS_AUTHENTICATION_STRING` is not `Authorization=AAD[;ClientId=<guid>]`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,14 +55,6 @@ _KEY_BLOCK = re.compile(rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----
 _CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
-class TokenUnavailable(TokenError):
-    """A `TokenError` with a short machine-readable `code` (e.g. `invalid_client`, `timeout`)."""
-
-    def __init__(self, message: str, *, tenant_id: str | None, code: str) -> None:
-        super().__init__(message, tenant_id=tenant_id)
-        self.code = code
-
-
 class AccessTokenSource(Protocol):
     """What a federated credential needs from azure-identity: `get_token(scope).token`."""
 
@@ -185,7 +177,7 @@ class TokenProvider:
         self._locks: dict[str, threading.Lock] = {}
         self._apps: dict[str, Any] = {}
         self._requests: dict[str, int] = {}
-        self._failures: dict[str, tuple[float, TokenUnavailable]] = {}  # tenant -> (until, error)
+        self._failures: dict[str, tuple[float, TokenError]] = {}  # tenant -> (until, error)
         self._issued: dict[str, str] = {}  # tenant -> digest of the token last handed out
         self._recent: dict[str, tuple[str, float]] = {}  # tenant -> (token, clock() until which it is reused)
         self._failure_ttl = failure_ttl
@@ -222,10 +214,10 @@ class TokenProvider:
             remembered = self._failures.get(tenant)
             if remembered is not None and self._clock() < remembered[0]:
                 known = remembered[1]
-                raise TokenUnavailable(str(known), tenant_id=tenant, code=known.code)
+                raise TokenError(str(known), tenant_id=tenant, code=known.code)
             try:
                 token, expires_in = self._acquire(tenant)
-            except TokenUnavailable as exc:
+            except TokenError as exc:
                 self._failures[tenant] = (self._clock() + self._failure_ttl, exc)
                 logger.error("graph token failed tenant=%s error=%s detail=%s", tenant, exc.code, exc)
                 raise
@@ -271,7 +263,7 @@ class TokenProvider:
                 self._apps[tenant] = app
             result = app.acquire_token_for_client(scopes=[self.scope])
         except SettingsError as exc:
-            raise TokenUnavailable(self._scrub(str(exc)), tenant_id=tenant, code="invalid_settings") from None
+            raise TokenError(self._scrub(str(exc)), tenant_id=tenant, code="invalid_settings") from None
         except Exception as exc:  # MSAL, requests and azure-identity raise many kinds: wrap them all
             raise self._wrap(exc, tenant) from exc
         if not isinstance(result, dict) or "access_token" not in result:
@@ -286,7 +278,7 @@ class TokenProvider:
             )
         token = result["access_token"]
         if not isinstance(token, str):
-            raise TokenUnavailable(f"no_token: no access token for tenant {tenant}", tenant_id=tenant, code="no_token")
+            raise TokenError(f"no_token: no access token for tenant {tenant}", tenant_id=tenant, code="no_token")
         expires_in = result.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, int | float) else None
 
@@ -338,14 +330,14 @@ class TokenProvider:
             raise TypeError("the managed identity credential returned no token")
         return token
 
-    def _refused(self, result: Mapping[str, Any], tenant: str) -> TokenUnavailable:
+    def _refused(self, result: Mapping[str, Any], tenant: str) -> TokenError:
         code = str(result.get("error") or "no_token")
         description = str(result.get("error_description") or "no description").strip().splitlines()[0][:500]
         correlation = result.get("correlation_id")
         message = f"{code}: {description} (tenant={tenant} correlation_id={correlation})"
-        return TokenUnavailable(self._scrub(message), tenant_id=tenant, code=code)
+        return TokenError(self._scrub(message), tenant_id=tenant, code=code)
 
-    def _wrap(self, exc: Exception, tenant: str) -> TokenUnavailable:
+    def _wrap(self, exc: Exception, tenant: str) -> TokenError:
         if isinstance(exc, requests.Timeout):
             code, detail = "timeout", "the identity provider did not answer in time"
         elif isinstance(exc, requests.ConnectionError):
@@ -357,7 +349,7 @@ class TokenProvider:
         else:
             code, detail = "error", f"{type(exc).__name__}: {exc}"
         message = f"{code}: {detail[:500]} (tenant={tenant})"
-        return TokenUnavailable(self._scrub(message), tenant_id=tenant, code=code)
+        return TokenError(self._scrub(message), tenant_id=tenant, code=code)
 
     def _scrub(self, text: str) -> str:
         secret = self._settings.client_secret

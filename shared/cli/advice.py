@@ -30,6 +30,7 @@ from shared.errors import (
     StorageTlsError,
     StorageUnavailable,
     TokenError,
+    UsageError,
 )
 from shared.settings import CREDENTIAL_SETTINGS, Settings
 
@@ -40,15 +41,6 @@ EXIT_INTERRUPTED = 130
 
 AZURITE_START = "bash scripts/azurite.sh start .azurite"
 STORAGE_ROLES = "Storage Table Data Contributor and Storage Queue Data Contributor"
-
-
-class UsageError(Exception):
-    """Bad usage found by the parser: argparse's message, the usage line and the (sub)command's name."""
-
-    def __init__(self, message: str, *, usage: str, prog: str) -> None:
-        super().__init__(message)
-        self.usage = usage
-        self.prog = prog
 
 
 @dataclass(frozen=True)

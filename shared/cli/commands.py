@@ -92,10 +92,7 @@ def calls_add(ctx: Context, args: argparse.Namespace, out: Output, errors: Conso
 
 def calls_remove(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -> int:
     call_id = validate_call_id(args.call_id)
-    record = ctx.calls.get(call_id)
-    if record is None or not ctx.calls.delete(record):
-        raise CallNotFound(f"no call is registered with callId {call_id!r}")
-    logger.info("call removed callId=%s", call_id)
+    registry.unregister(ctx, call_id)
     if not out.as_json:  # the API answers 204 with no body: --json prints nothing
         out.line(f"removed call {call_id}")
     return EXIT_OK

@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-from shared.cli.advice import UsageError, Where, advise
+from shared.cli.advice import Where, advise
 from shared.cli.commands import Command
 from shared.cli.local_settings import LOCAL_SETTINGS_FILE, load
 from shared.cli.output import Output
 from shared.cli.parser import PROG, build_parser
 from shared.context import Context
-from shared.errors import SettingsError
+from shared.errors import SettingsError, UsageError
 
 logger = logging.getLogger("shared.cli")
 

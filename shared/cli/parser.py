@@ -7,8 +7,8 @@ from typing import Any, NoReturn
 
 from shared import __version__
 from shared.cli import commands
-from shared.cli.advice import UsageError
 from shared.cli.local_settings import LOCAL_SETTINGS_FILE
+from shared.errors import UsageError
 
 PROG = "python -m shared"
 _NOTE = "Not found, conflict and storage errors exit 1; bad usage, ids and settings exit 2."

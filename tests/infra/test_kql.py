@@ -13,7 +13,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from shared.keepalive import TickSummary
+from shared.summary import TickSummary
 from shared.telemetry import call_fields, summary_fields
 from tests.infra.kql import DOCS_KQL, QUERIES, SECTIONS, build_docs, query_files
 from tests.infra.test_templates import MAIN, OPERATIONS, param

@@ -16,10 +16,12 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared import context as context_module
 from shared.context import Context
-from shared.keepalive import TickSummary, run_tick
+from shared.errors import TransactionFailed
+from shared.keepalive import run_tick
 from shared.models import call_keys
 from shared.store import RequestCounter
-from shared.tablewire import TransactionFailed, query_pages, replace_all
+from shared.summary import TickSummary
+from shared.tablewire import query_pages, replace_all
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import Reply

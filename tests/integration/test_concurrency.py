@@ -19,9 +19,10 @@ import pytest
 
 from shared import context as context_module
 from shared.context import Context
-from shared.keepalive import TickSummary, run_tick
+from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys
 from shared.registry import register_call
+from shared.summary import TickSummary
 from tests.host import FunctionHost, body_of
 from tests.soak.harness import FakeClock, RecordingSleep, build_context, drain_events, tick_environ
 from tests.standins.fixtures import Standins

@@ -22,8 +22,8 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from shared import context as context_module
 from shared.context import Context
-from shared.errors import StorageUnavailable
-from shared.fanout import ALL_PARTITIONS, RangeIncomplete
+from shared.errors import RangeIncomplete, StorageUnavailable
+from shared.fanout import ALL_PARTITIONS
 from shared.models import call_keys
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
@@ -100,7 +100,7 @@ def test_a_tick_over_the_threshold_only_writes_work_messages_that_cover_the_tabl
     ids = [f"call-{i:02d}" for i in range(30)]
     f.register(*ids)
 
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         f.tick()
 
     assert standins.graph.requests == []  # the timer sweeps nothing itself
@@ -123,7 +123,7 @@ def test_the_queue_function_keeps_every_call_alive_exactly_once(fanout, standins
     f.tick()
     messages = f.work_messages()
 
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         for message in messages:
             f.run(message)
 
@@ -223,7 +223,7 @@ def test_a_dry_run_never_fans_out(fanout, standins, caplog):
     f = fanout(GRAPH_DRY_RUN="true")
     f.register(*[f"call-{i:02d}" for i in range(30)])
 
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         f.tick()
 
     assert f.work_messages() == [] and standins.graph.requests == []

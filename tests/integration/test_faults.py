@@ -19,10 +19,10 @@ import pytest
 
 from shared.context import Context
 from shared.errors import StorageUnavailable
-from shared.graph import MAX_RETRIES, RETRY_AFTER_CAP
 from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys, format_time
 from shared.registry import register_call
+from shared.retry import MAX_RETRIES, RETRY_AFTER_CAP
 from shared.store import CallStore
 from tests import azurite as azurite_module
 from tests.soak.harness import (

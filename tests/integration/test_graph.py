@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from shared.errors import SettingsError, TokenError
 from shared.graph import FORBIDDEN_HINT, GraphClient, KeepAliveResult, build_session
 from shared.settings import Settings
-from shared.tokens import TokenProvider, TokenUnavailable
+from shared.tokens import TokenProvider
 from tests.standins.fixtures import Standins
 from tests.standins.identity import entra_error
 from tests.standins.server import RESET, Reply
@@ -418,7 +418,7 @@ def test_identity_provider_refusal_is_a_token_error_without_the_secret(
     with pytest.raises(TokenError) as raised:
         h.tokens.token(standins.tenant)
 
-    assert isinstance(raised.value, TokenUnavailable) and raised.value.code == "invalid_client"
+    assert isinstance(raised.value, TokenError) and raised.value.code == "invalid_client"
     assert raised.value.tenant_id == standins.tenant
     message = str(raised.value)
     assert message.startswith("invalid_client: AADSTS7000215")
@@ -453,7 +453,7 @@ def test_identity_provider_failures_are_token_errors(
     h = harness()
     standins.identity.fail_next(reply)
 
-    with pytest.raises(TokenUnavailable) as raised:
+    with pytest.raises(TokenError) as raised:
         h.tokens.token(standins.tenant)
 
     assert raised.value.code == code
@@ -489,11 +489,11 @@ def test_a_failure_is_remembered_per_tenant_for_a_while(standins: Standins) -> N
     with build_session(4) as session:
         tokens = TokenProvider(settings, session, failure_ttl=30.0, clock=lambda: clock[0])
         for _ in range(5):
-            with pytest.raises(TokenUnavailable):
+            with pytest.raises(TokenError):
                 tokens.token(standins.tenant)
         assert standins.identity.requests_of(standins.tenant) == 1
         clock[0] += 31
-        with pytest.raises(TokenUnavailable):
+        with pytest.raises(TokenError):
             tokens.token(standins.tenant)
         assert standins.identity.requests_of(standins.tenant) == 2
 
@@ -501,7 +501,7 @@ def test_a_failure_is_remembered_per_tenant_for_a_while(standins: Standins) -> N
 def test_unknown_authority_is_a_token_error(standins: Standins, harness: Callable[..., Harness]) -> None:
     h = harness(GRAPH_AUTHORITY_HOST="https://127.0.0.1:9")  # nothing listens on the discard port
 
-    with pytest.raises(TokenUnavailable) as raised:
+    with pytest.raises(TokenError) as raised:
         h.tokens.token(standins.tenant)
 
     assert raised.value.code == "connection_error"
@@ -513,7 +513,7 @@ def test_requests_ca_bundle_decides_trust(
     h = harness()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the public CAs: the stand-ins are untrusted
 
-    with pytest.raises(TokenUnavailable) as raised:
+    with pytest.raises(TokenError) as raised:
         h.tokens.token(standins.tenant)
 
     assert raised.value.code == "connection_error"

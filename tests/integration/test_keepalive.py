@@ -24,9 +24,10 @@ from azure.storage.queue import QueueClient
 from shared import context as context_module
 from shared.context import Context
 from shared.errors import SettingsError, StorageUnavailable
-from shared.keepalive import TickSummary, run_tick
+from shared.keepalive import run_tick
 from shared.loglimit import FAILURE_WARNINGS
 from shared.models import call_keys, utc_now
+from shared.summary import TickSummary
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import RESET, Reply
@@ -101,7 +102,7 @@ def test_2xx_records_the_success(tick, standins: Standins, caplog):
     standins.graph.script("ok-2", 202)
     before = utc_now()
 
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         summary = t.run()
 
     assert (summary.calls, summary.succeeded, summary.failed, summary.ended) == (2, 2, 0, 0)
@@ -436,7 +437,7 @@ def test_dry_run_sends_nothing_and_changes_nothing(tick, standins: Standins, tab
     standins.graph.script("c2", 404)
     before = table_entities()
 
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         summary = t.run()
 
     assert standins.graph.requests == [] and standins.identity.requests_of(standins.tenant) == 0
@@ -454,7 +455,7 @@ def test_at_risk_calls_are_warned_by_call_id(tick, standins: Standins, caplog):
     t.register("fine")
     standins.graph.script("failing", *[503] * 4)
     clock[0] += timedelta(minutes=31)
-    with caplog.at_level(logging.WARNING, logger="shared.keepalive"):
+    with caplog.at_level(logging.WARNING, logger="shared"):
         summary = t.run()
     at_risk = [r.getMessage() for r in caplog.records if "at risk" in r.getMessage()]
     assert summary.at_risk == 1

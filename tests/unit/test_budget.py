@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.budget import TenantCounts, schedule_interval, tenant_share, warn_if_too_slow
-from shared.fanout import ALL_PARTITIONS, InvalidWorkMessage, WorkRange, parse_work, plan_ranges
+from shared.errors import InvalidWorkMessage
+from shared.fanout import ALL_PARTITIONS, WorkRange, parse_work, plan_ranges
 from shared.models import CallRecord
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

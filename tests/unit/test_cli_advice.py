@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
-from shared.cli.advice import UsageError, Where, advise
+from shared.cli.advice import Where, advise
 from shared.cli.local_settings import load, read_local_settings, shadowed
-from shared.errors import Conflict, GraphError, SettingsError, StorageUnavailable, TokenError
+from shared.errors import Conflict, RangeIncomplete, SettingsError, StorageUnavailable, TokenError, UsageError
 from shared.settings import load_settings
 
 LOCAL = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
@@ -66,7 +66,7 @@ def test_credentials_tokens_conflicts_usage_interrupts_and_the_unexpected():
     usage = advise(UsageError("bad", usage="usage: callkeeper calls", prog="callkeeper calls"), _where())
     assert (usage.code, usage.exit_code) == ("invalidRequest", 2) and "callkeeper calls --help" in usage.hint
     assert advise(KeyboardInterrupt(), _where()).exit_code == 130
-    other = advise(GraphError("boom", status=None), _where())
+    other = advise(RangeIncomplete("boom"), _where())
     assert other.code == "internalError" and other.exit_code == 1
     bug = advise(ZeroDivisionError("division by zero"), _where())
     assert bug.code == "internalError" and "-v" in bug.hint and "ZeroDivisionError" in bug.message

@@ -13,19 +13,14 @@ from pathlib import Path
 import pytest
 
 from shared.context import Context
-from shared.errors import StorageUnavailable
-from shared.fanout import (
-    ALL_PARTITIONS,
-    MAX_DEQUEUE_COUNT,
-    InvalidWorkMessage,
-    WorkRange,
-    parse_work,
-    plan_ranges,
-)
+from shared.errors import InvalidWorkMessage, StorageUnavailable
+from shared.fanout import ALL_PARTITIONS, MAX_DEQUEUE_COUNT, WorkRange, parse_work, plan_ranges
 from shared.graph import KeepAliveResult
-from shared.keepalive import BatchWriter, Sweep, Unsaved, run_work
+from shared.keepalive import run_work
 from shared.models import CallRecord, call_keys
 from shared.settings import load_settings
+from shared.sweep import Sweep, Unsaved
+from shared.writers import BatchWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

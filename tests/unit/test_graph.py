@@ -15,14 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from shared import __version__
 from shared.errors import SettingsError
-from shared.graph import (
-    RETRY_AFTER_CAP,
-    GraphClient,
-    KeepAliveResult,
-    build_session,
-    retry_after_seconds,
-    retry_delay,
-)
+from shared.graph import GraphClient, KeepAliveResult, build_session
+from shared.retry import RETRY_AFTER_CAP, retry_after_seconds, retry_delay
 from shared.settings import load_settings
 from shared.tokens import TokenProvider, load_certificate
 

@@ -10,9 +10,11 @@ import pytest
 
 from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
-from shared.keepalive import DryRunSender, DryRunWriter, Sweep, Unsaved, check_settings
+from shared.keepalive import check_settings
 from shared.models import CallRecord
 from shared.settings import load_settings
+from shared.sweep import Sweep, Unsaved
+from shared.writers import DryRunSender, DryRunWriter
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -186,7 +188,7 @@ def test_at_risk_calls_are_warned_by_call_id(caplog):
         record("failing-new", age_minutes=5),
     ]
     sender.results["failing-new"] = KeepAliveResult(status=503, error="503", attempts=4, retries=3)
-    with caplog.at_level(logging.WARNING, logger="shared.keepalive"):
+    with caplog.at_level(logging.WARNING, logger="shared"):
         summary = sweep(sender, FakeWriter(), KEEPALIVE_AT_RISK_MINUTES=30).run([calls])
     at_risk = [r.getMessage() for r in caplog.records if "at risk" in r.getMessage()]
     assert summary.at_risk == 1
@@ -195,7 +197,7 @@ def test_at_risk_calls_are_warned_by_call_id(caplog):
 
 def test_dry_run_sends_nothing_and_writes_nothing(caplog):
     settings = load_settings({"GRAPH_DRY_RUN": "true", "GRAPH_BASE_URL": "https://graph.example"})
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         summary = Sweep(settings, DryRunSender(settings), DryRunWriter(), lambda: NOW, dry_run=True).run(
             [[record("a b?")]]
         )

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from shared.graph import GraphClient
-from shared.ratelimit import BRAKE_INTERVAL, BURST_SECONDS, MIN_FACTOR, RECOVERY_SECONDS, RateLimiter, burst
+from shared.ratelimit import BURST_SECONDS, RateLimiter, burst
+from shared.retry import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS
 from shared.settings import load_settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -8,8 +8,8 @@ import pytest
 
 from shared.events import call_ended_event
 from shared.graph import KeepAliveResult
-from shared.keepalive import TickSummary
 from shared.models import CallRecord
+from shared.summary import TickSummary
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RECORD = CallRecord(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.graph import retry_after_seconds, retry_delay
+from shared.retry import retry_after_seconds, retry_delay
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from azure.data.tables._serialize import _add_entity_properties
 
+from shared.errors import TransactionFailed
 from shared.models import CallRecord
-from shared.tablewire import TransactionFailed, WireEntity, bind, decode, encode, replace_all, wire_entity
+from shared.tablewire import WireEntity, bind, decode, encode, replace_all, wire_entity
 
 RECORD = CallRecord(
     call_id="19:meeting_é'x@thread.v2",

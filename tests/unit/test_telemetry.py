@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from shared.keepalive import TickSummary
+from shared.errors import InvalidAuthenticationString
 from shared.settings import load_settings
+from shared.summary import TickSummary
 from shared.telemetry import (
     EntraAuthentication,
-    InvalidAuthenticationString,
     Telemetry,
     call_fields,
     parse_authentication_string,
@@ -258,7 +258,7 @@ def test_fields_can_be_passed_as_logging_extra(caplog):
         last_success="2026-01-01T00:00:00.000Z",
         minutes=31,
     )
-    with caplog.at_level(logging.INFO, logger="shared.keepalive"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         log.warning("keepalive failed callId=%s", "c1", extra=extra)
         log.info("keepalive tick calls=1", extra=summary_fields(TickSummary(calls=1, failed=1)))
     failed, tick = caplog.records

@@ -1,0 +1,216 @@
+"""What a sweep changes: the writers of its outcomes, and the dry run's sender and writer.
+
+- `StorageWriter`: each outcome at once, with a conditional update that never re-creates a deleted call.
+- `BatchWriter`: successes and failures buffered per partition and written as entity group transactions.
+- An ended call goes through `ending.end_call` at once (event, memory, delete), never buffered.
+- `DryRunWriter` and `DryRunSender` change and send nothing; they log what a real tick would do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from shared.ended import EndedCalls
+from shared.ending import end_call
+from shared.errors import KeepAliveError
+from shared.events import CleanupQueue
+from shared.graph import KeepAliveResult
+from shared.logsafe import safe
+from shared.models import CallRecord
+from shared.settings import Settings
+from shared.store import CallStore
+from shared.sweep import PAGE_SIZE, Unsaved
+from shared.tablewire import MAX_OPERATIONS
+
+logger = logging.getLogger(__name__)
+
+FLUSH_THREADS = 8  # transactions written at once by a BatchWriter
+
+
+class StorageWriter:
+    """Writes each outcome at once with a conditional update, and events to the cleanup queue, never
+    re-creating a deleted call."""
+
+    def __init__(self, calls: CallStore, cleanup: CleanupQueue, ended: EndedCalls, now: Callable[[], datetime]) -> None:
+        self._calls = calls
+        self._cleanup = cleanup
+        self._ended = ended
+        self._now = now
+
+    def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
+        return self._calls.update(record, _success(result, now))
+
+    def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
+        return self._calls.update(record, _failure(status, error, now))
+
+    def ended(self, record: CallRecord, event: dict[str, Any]) -> None:
+        end_call(self._calls, self._cleanup, self._ended, record, event, self._now())  # not buffered: at once
+
+    def flush(self) -> Unsaved:
+        return Unsaved()
+
+
+def _success(result: KeepAliveResult, now: datetime) -> Callable[[CallRecord], CallRecord]:
+    return lambda r: r.with_result(now=now, status=result.status, error=None, ok=True)
+
+
+def _failure(status: int | None, error: str | None, now: datetime) -> Callable[[CallRecord], CallRecord]:
+    return lambda r: r.with_result(now=now, status=status, error=error, ok=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    record: CallRecord
+    change: Callable[[CallRecord], CallRecord]
+    changed: CallRecord  # change(record), computed once
+    ok: bool
+
+
+class BatchWriter(StorageWriter):
+    """Buffers successes and failures per partition and writes them as entity group transactions.
+
+    - A partition's buffer is written once it holds `batch_size` (100, the service's most) outcomes; all
+      buffers are written when together they hold more than `max_buffered` (two pages), and at `flush`.
+      Memory is bounded whatever the table's size. Writes run on a few threads of their own, so the
+      sweep's workers go on sending keepAlives meanwhile.
+    - Each replace is conditional on the ETag the call was read with. A transaction refused because a
+      call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
+      so a deleted call stays deleted and a changed one is updated on a fresh read.
+    - The 404 path is not buffered: the event is sent, then the call deleted, at once (StorageWriter).
+    """
+
+    def __init__(
+        self,
+        calls: CallStore,
+        cleanup: CleanupQueue,
+        ended: EndedCalls,
+        now: Callable[[], datetime],
+        *,
+        batch_size: int = MAX_OPERATIONS,
+        max_buffered: int = 2 * PAGE_SIZE,
+    ) -> None:
+        super().__init__(calls, cleanup, ended, now)
+        self._batch_size = max(1, min(batch_size, MAX_OPERATIONS))
+        self._max_buffered = max_buffered
+        self._lock = threading.Lock()
+        self._buffers: dict[str, list[_Pending]] = {}
+        self._buffered = 0
+        self._lost_succeeded = 0
+        self._lost_failed = 0
+        self._writers: ThreadPoolExecutor | None = None
+        self._writing: set[Future[None]] = set()
+        self._room = threading.BoundedSemaphore(4 * FLUSH_THREADS)  # transactions queued or being written
+
+    def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
+        change = _success(result, now)
+        return self._buffer(_Pending(record, change, change(record), True))
+
+    def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
+        change = _failure(status, error, now)
+        return self._buffer(_Pending(record, change, change(record), False))
+
+    def flush(self) -> Unsaved:
+        with self._lock:
+            batches = list(self._buffers.values())
+            self._buffers.clear()
+            self._buffered = 0
+        for batch in batches:
+            self._submit(batch)
+        with self._lock:
+            writing, self._writing = self._writing, set()
+            writers, self._writers = self._writers, None
+        for future in writing:
+            future.result()
+        if writers is not None:
+            writers.shutdown(wait=True)
+        with self._lock:
+            lost = Unsaved(self._lost_succeeded, self._lost_failed)
+            self._lost_succeeded = self._lost_failed = 0
+        return lost
+
+    def _buffer(self, pending: _Pending) -> CallRecord:
+        partition = pending.record.keys[0]
+        ready: list[list[_Pending]] = []
+        with self._lock:
+            buffer = self._buffers.setdefault(partition, [])
+            buffer.append(pending)
+            self._buffered += 1
+            if len(buffer) >= self._batch_size:
+                ready.append(self._buffers.pop(partition))
+                self._buffered -= len(buffer)
+            elif self._buffered > self._max_buffered:
+                ready.extend(self._buffers.values())
+                self._buffers.clear()
+                self._buffered = 0
+        for batch in ready:
+            self._submit(batch)
+        return pending.changed
+
+    def _submit(self, batch: list[_Pending]) -> None:
+        self._room.acquire()  # backpressure: a slow table slows the sweep instead of filling memory
+        with self._lock:
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="keepalive-write")
+            future = self._writers.submit(self._write, batch)
+            self._writing.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Future[None]) -> None:
+        with self._lock:
+            self._writing.discard(future)
+        self._room.release()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            self._calls.update_all(
+                [(pending.record, pending.change) for pending in batch], [pending.changed for pending in batch]
+            )
+        except Exception as error:  # counted and logged: the sweep reports them as failures
+            oks = sum(pending.ok for pending in batch)
+            with self._lock:
+                self._lost_succeeded += oks
+                self._lost_failed += len(batch) - oks
+            level = logging.ERROR if isinstance(error, KeepAliveError) else logging.CRITICAL
+            logger.log(
+                level,
+                "keepalive results not saved partition=%s calls=%d error=%s",
+                batch[0].record.keys[0],
+                len(batch),
+                type(error).__name__,
+                exc_info=not isinstance(error, KeepAliveError),
+            )
+
+
+class DryRunWriter:
+    """Changes nothing; says what it would have done."""
+
+    def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
+        return record
+
+    def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
+        return record
+
+    def ended(self, record: CallRecord, event: dict[str, Any]) -> None:
+        logger.info("dry run: would send callEnded and delete callId=%s", safe(record.call_id))
+
+    def flush(self) -> Unsaved:
+        return Unsaved()
+
+
+class DryRunSender:
+    """Sends nothing: logs the request a real tick would send."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._root = settings.graph_base_url
+
+    def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
+        url = f"{self._root}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
+        logger.info("dry run: would send POST %s tenantId=%s callId=%s", url, tenant_id, safe(call_id))
+        return KeepAliveResult.not_sent()
