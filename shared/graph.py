@@ -184,7 +184,7 @@ class GraphClient:
                 self._gate.acquire(tenant_id)
             answer = self._send(url, token, client_request_id)
             logger.debug(
-                "graph keepalive call_id=%s tenant=%s status=%s error=%s attempt=%d client_request_id=%s request_id=%s",
+                "graph keepalive callId=%s tenantId=%s status=%s error=%s attempt=%d clientRequestId=%s requestId=%s",
                 safe(call_id),
                 tenant_id,
                 answer.status,
@@ -209,7 +209,7 @@ class GraphClient:
                 return self._result(answer, client_request_id, attempts, retries)
             retries += 1
             logger.debug(
-                "graph keepalive retry call_id=%s tenant=%s after=%s wait=%.3f retry=%d",
+                "graph keepalive retry callId=%s tenantId=%s after=%s wait=%.3f retry=%d",
                 safe(call_id),
                 tenant_id,
                 answer.error(),
@@ -288,7 +288,7 @@ class GraphClient:
         client_request_id: str | None,
     ) -> KeepAliveResult:
         code = exc.code
-        logger.debug("graph keepalive without token call_id=%s tenant=%s error=%s", safe(call_id), tenant_id, code)
+        logger.debug("graph keepalive without token callId=%s tenantId=%s error=%s", safe(call_id), tenant_id, code)
         return KeepAliveResult(
             status=answer.status if answer else None,
             error=f"token: {code}",
@@ -305,7 +305,7 @@ class GraphClient:
         if answer.status == 403:
             logger.log(
                 failure_level(),
-                "graph keepalive forbidden call_id=%s tenant=%s code=%s request_id=%s hint=%s",
+                "graph keepalive forbidden callId=%s tenantId=%s code=%s requestId=%s hint=%s",
                 safe(call_id),
                 tenant_id,
                 safe(answer.code),
@@ -315,7 +315,7 @@ class GraphClient:
         elif answer.status == 401:
             logger.log(
                 failure_level(),
-                "graph keepalive unauthorized with a fresh token call_id=%s tenant=%s code=%s request_id=%s hint=%s",
+                "graph keepalive unauthorized with a fresh token callId=%s tenantId=%s code=%s requestId=%s hint=%s",
                 safe(call_id),
                 tenant_id,
                 safe(answer.code),

@@ -28,7 +28,7 @@ class TickSummary:
     def log_text(self) -> str:
         return (
             f"keepalive tick calls={self.calls} succeeded={self.succeeded} ended={self.ended} failed={self.failed} "
-            f"retries={self.retries} seconds={self.seconds:.1f} at_risk={self.at_risk} skipped={self.skipped} "
-            f"dry_run={str(self.dry_run).lower()} complete={str(self.complete).lower()} unsaved={self.unsaved} "
-            f"not_sent={self.not_sent}"
+            f"retries={self.retries} seconds={self.seconds:.1f} atRisk={self.at_risk} skipped={self.skipped} "
+            f"dryRun={str(self.dry_run).lower()} complete={str(self.complete).lower()} unsaved={self.unsaved} "
+            f"notSent={self.not_sent}"
         )

@@ -219,7 +219,7 @@ class TokenProvider:
                 token, expires_in = self._acquire(tenant)
             except TokenError as exc:
                 self._failures[tenant] = (self._clock() + self._failure_ttl, exc)
-                logger.error("graph token failed tenant=%s error=%s detail=%s", tenant, exc.code, exc)
+                logger.error("graph token failed tenantId=%s error=%s detail=%s", tenant, exc.code, exc)
                 raise
             self._failures.pop(tenant, None)
             self._issued[tenant] = _digest(token)
@@ -244,7 +244,7 @@ class TokenProvider:
             app = self._apps.get(tenant)
             if app is not None:
                 app.remove_tokens_for_client()
-                logger.debug("graph token dropped tenant=%s", tenant)
+                logger.debug("graph token dropped tenantId=%s", tenant)
 
     # --- internals -----------------------------------------------------------------------------
     def _lock_for(self, tenant: str) -> threading.Lock:
@@ -272,7 +272,7 @@ class TokenProvider:
             with self._guard:
                 self._requests[tenant] = self._requests.get(tenant, 0) + 1
             logger.info(
-                "graph token acquired tenant=%s expires_in=%s source=identity_provider",
+                "graph token acquired tenantId=%s expiresIn=%s source=identity_provider",
                 tenant,
                 result.get("expires_in"),
             )
@@ -286,7 +286,7 @@ class TokenProvider:
         settings = self._settings
         if settings.graph_problems:
             raise SettingsError(settings.graph_problems)
-        logger.debug("graph token client created tenant=%s authority=%s", tenant, settings.authority_host)
+        logger.debug("graph token client created tenantId=%s authority=%s", tenant, settings.authority_host)
         return msal.ConfidentialClientApplication(
             settings.client_id,
             client_credential=self._client_credential(),
@@ -334,7 +334,7 @@ class TokenProvider:
         code = str(result.get("error") or "no_token")
         description = str(result.get("error_description") or "no description").strip().splitlines()[0][:500]
         correlation = result.get("correlation_id")
-        message = f"{code}: {description} (tenant={tenant} correlation_id={correlation})"
+        message = f"{code}: {description} (tenantId={tenant} correlationId={correlation})"
         return TokenError(self._scrub(message), tenant_id=tenant, code=code)
 
     def _wrap(self, exc: Exception, tenant: str) -> TokenError:
@@ -348,7 +348,7 @@ class TokenProvider:
             code, detail = "managed_identity", f"the managed identity token failed: {type(exc).__name__}: {exc}"
         else:
             code, detail = "error", f"{type(exc).__name__}: {exc}"
-        message = f"{code}: {detail[:500]} (tenant={tenant})"
+        message = f"{code}: {detail[:500]} (tenantId={tenant})"
         return TokenError(self._scrub(message), tenant_id=tenant, code=code)
 
     def _scrub(self, text: str) -> str:

@@ -230,7 +230,7 @@ def test_a_dry_run_never_fans_out(fanout, standins, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert not any(line.startswith("keepalive fanout") for line in lines)
     [summary] = [line for line in lines if line.startswith("keepalive tick ")]
-    assert "calls=30" in summary and "dry_run=true" in summary
+    assert "calls=30" in summary and "dryRun=true" in summary
 
 
 def test_below_the_threshold_the_timer_sweeps_itself(fanout, standins):

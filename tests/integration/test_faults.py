@@ -386,7 +386,7 @@ def test_identity_provider_failing_records_failures_deletes_nothing_and_logs_a_c
     assert standins.identity.requests_of(TENANT) <= 3  # the failure is remembered, not retried per call
     assert elapsed < 5
     errors = errors_in(caplog)
-    assert any(m.startswith("graph token failed") and f"tenant={TENANT}" in m for m in errors), errors
+    assert any(m.startswith("graph token failed") and f"tenantId={TENANT}" in m for m in errors), errors
     records = records_by_id(ctx)
     assert sorted(records) == sorted([*ids, "gone"])  # nothing deleted
     for record in records.values():

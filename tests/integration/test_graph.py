@@ -422,7 +422,7 @@ def test_identity_provider_refusal_is_a_token_error_without_the_secret(
     assert raised.value.tenant_id == standins.tenant
     message = str(raised.value)
     assert message.startswith("invalid_client: AADSTS7000215")
-    assert "correlation_id=" in message
+    assert "correlationId=" in message
     assert wrong not in message and standins.client_secret not in message
 
 

@@ -109,5 +109,5 @@ def test_the_keys_after_the_contracts_of_an_incomplete_dry_run():
     assert {key: values[key] for key in CONTRACT_KEYS} == {
         "calls": "3", "succeeded": "0", "ended": "0", "failed": "0", "retries": "0", "seconds": "0.0",
     }  # fmt: skip
-    extra = {"at_risk": "1", "skipped": "3", "dry_run": "true", "complete": "false", "unsaved": "2"}
+    extra = {"atRisk": "1", "skipped": "3", "dryRun": "true", "complete": "false", "unsaved": "2", "notSent": "0"}
     assert {key: values[key] for key in extra} == extra
