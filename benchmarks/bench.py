@@ -64,8 +64,8 @@ from shared.context import Context  # noqa: E402
 from shared.keepalive import run_tick  # noqa: E402
 from shared.models import CallRecord, utc_now  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
-from shared.store import RequestCounter  # noqa: E402
 from tests import azurite as azurite_module  # noqa: E402
+from tests.fakes import RequestCounter  # noqa: E402
 
 DEFAULT_CALLS = 10_000  # N the targets are set for
 TARGET_TICK_OVER_FLOOR = 1.3
@@ -265,18 +265,19 @@ def raw_client(bench: Bench, concurrency: int) -> Measure:
 def app_tick(bench: Bench, settings: Settings) -> Measure:
     """One real tick of the app on a fresh context: cold token cache, table and queue already there."""
     bench.standins.command("reset")
-    ctx = Context(settings)
+    counter = RequestCounter()
+    ctx = Context(settings, on_storage_request=counter)
     ctx.storage.table()
     ctx.storage.queue(settings.cleanup_queue_name)
-    before = ctx.storage.requests.snapshot()
+    before = counter.snapshot()
     started = time.perf_counter()
     summary = run_tick(ctx)
     seconds = time.perf_counter() - started
-    storage = RequestCounter.since(before, ctx.storage.requests.snapshot())
+    storage = RequestCounter.since(before, counter.snapshot())
     stats = bench.standins.command("stats")
     if summary.succeeded != bench.calls or not summary.complete:
         raise RuntimeError(f"the tick did not keep every call alive: {summary.log_text()}")
-    tokens = dict(ctx.tokens().token_requests)
+    tokens = stats.get("tokenRequests", {})
     ctx.session().close()
     return Measure(seconds, stats["maxInFlight"], stats["graphRequests"], {"storage": storage, "tokens": tokens})
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/untrusted.py [--ends 10000] [--runs 3]
 
 Starts its own Azurite and an HTTPS OpenID stand-in (in this process), then measures with the real
-clients (storage requests counted by the SDK pipeline's request hook, `Storage.requests`):
+clients (storage requests counted by the SDK pipeline's request hook, `Context(on_storage_request=...)`):
 
 - `POST /api/notifications` with 100 items, signed like Graph's: 100 distinct new calls `established`;
   100 distinct known calls `terminated`; 100 items about one call (folded into one); 1 item, for scale.
@@ -39,6 +39,7 @@ from shared.context import Context  # noqa: E402
 from shared.models import utc_now  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 from tests import azurite  # noqa: E402
+from tests.fakes import RequestCounter  # noqa: E402
 from tests.standins.openid import OpenIdStandin  # noqa: E402
 from tests.standins.server import StandinServer  # noqa: E402
 from tests.standins.tls import make_tls  # noqa: E402
@@ -56,11 +57,11 @@ def item(call_id: str, state: str) -> dict[str, Any]:
 
 
 def measure(ctx: Context, fn: Callable[[], Any]) -> tuple[dict[str, int], float]:
-    before = ctx.storage.requests.snapshot()
+    before = ctx.on_storage_request.snapshot()
     started = time.perf_counter()
     fn()
     seconds = time.perf_counter() - started
-    return ctx.storage.requests.since(before, ctx.storage.requests.snapshot()), seconds * 1000
+    return ctx.on_storage_request.since(before, ctx.on_storage_request.snapshot()), seconds * 1000
 
 
 def notification_runs(ctx: Context, openid: OpenIdStandin, runs: int) -> None:
@@ -170,7 +171,8 @@ def main() -> None:
                             "GRAPH_NOTIFICATION_OPENID_URL": openid.config_url,
                             "GRAPH_DRY_RUN": "true",
                         }
-                    )
+                    ),
+                    on_storage_request=RequestCounter(),
                 )
 
             notification_runs(make(), openid, args.runs)

@@ -17,7 +17,8 @@ from shared.models import utc_now
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, load_from_environment
 from shared.signing_keys import NotificationKeys
-from shared.store import CallStore, Storage
+from shared.storage import RequestHook, Storage
+from shared.store import CallStore
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenProvider
 
@@ -31,6 +32,7 @@ class Context:
     sleep: Callable[[float], None] = time.sleep
     pace_clock: Callable[[], float] = time.monotonic  # the rate limiter's clock and sleep (tests inject a fake pair)
     pace_sleep: Callable[[float], None] = time.sleep
+    on_storage_request: RequestHook | None = None  # told of each storage request (benchmarks and tests count them)
     storage: Storage = field(init=False)
     calls: CallStore = field(init=False)
     cleanup: CleanupQueue = field(init=False)
@@ -45,7 +47,7 @@ class Context:
     _limiter: RateLimiter | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.storage = Storage(self.settings)
+        self.storage = Storage(self.settings, self.on_storage_request)
         self.calls = CallStore(self.storage)
         self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
         self.ended = EndedCalls(self.storage, self.settings.ended_table_name)

@@ -30,7 +30,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import KeepAliveError
-from shared.store import Storage, storage_errors
+from shared.storage import Storage, storage_errors
 
 logger = logging.getLogger(__name__)
 

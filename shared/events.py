@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.logsafe import safe
 from shared.models import CallRecord, format_time
-from shared.store import Storage, storage_errors
+from shared.storage import Storage, storage_errors
 
 logger = logging.getLogger(__name__)
 

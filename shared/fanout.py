@@ -37,7 +37,8 @@ from typing import Any, Protocol
 from shared.budget import MAX_TENANT_RATE, TenantCounts, tenant_share
 from shared.errors import InvalidWorkMessage
 from shared.models import PARTITIONS
-from shared.store import CallStore, Storage, storage_errors
+from shared.storage import Storage, storage_errors
+from shared.store import CallStore
 
 logger = logging.getLogger(__name__)
 

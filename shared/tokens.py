@@ -176,7 +176,6 @@ class TokenProvider:
         self._assertion_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._apps: dict[str, Any] = {}
-        self._requests: dict[str, int] = {}
         self._failures: dict[str, tuple[float, TokenError]] = {}  # tenant -> (until, error)
         self._issued: dict[str, str] = {}  # tenant -> digest of the token last handed out
         self._recent: dict[str, tuple[str, float]] = {}  # tenant -> (token, clock() until which it is reused)
@@ -186,12 +185,6 @@ class TokenProvider:
     @property
     def scope(self) -> str:
         return f"{self._settings.graph_base_url}/.default"
-
-    @property
-    def token_requests(self) -> Mapping[str, int]:
-        """Per tenant, how many tokens came from the identity provider (not from MSAL's cache)."""
-        with self._guard:
-            return dict(self._requests)
 
     def check(self) -> None:
         """Raise `SettingsError` when the Graph settings or the certificate cannot work. No network."""
@@ -269,8 +262,6 @@ class TokenProvider:
         if not isinstance(result, dict) or "access_token" not in result:
             raise self._refused(result if isinstance(result, dict) else {}, tenant)
         if result.get("token_source") == "identity_provider":
-            with self._guard:
-                self._requests[tenant] = self._requests.get(tenant, 0) + 1
             logger.info(
                 "graph token acquired tenantId=%s expiresIn=%s source=identity_provider",
                 tenant,

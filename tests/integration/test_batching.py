@@ -19,9 +19,9 @@ from shared.context import Context
 from shared.errors import TransactionFailed
 from shared.keepalive import run_tick
 from shared.models import call_keys
-from shared.store import RequestCounter
 from shared.summary import TickSummary
 from shared.tablewire import query_pages, replace_all
+from tests.fakes import RequestCounter
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import Reply
@@ -44,7 +44,9 @@ def ids_in(partition: str, count: int, prefix: str = "call") -> list[str]:
 @pytest.fixture
 def ctx(standins: Standins, make_settings) -> Iterator[Context]:
     environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-    context = Context(make_settings(**environ, GRAPH_DRY_RUN="false"), sleep=lambda seconds: None)
+    context = Context(
+        make_settings(**environ, GRAPH_DRY_RUN="false"), sleep=lambda seconds: None, on_storage_request=RequestCounter()
+    )
     previous = context_module.install(context)
     try:
         yield context
@@ -66,9 +68,9 @@ def get(host: FunctionHost, call_id: str) -> dict[str, Any] | None:
 def counted_tick(ctx: Context) -> tuple[TickSummary, dict[str, int]]:
     ctx.storage.table()
     ctx.storage.queue(ctx.settings.cleanup_queue_name)
-    before = ctx.storage.requests.snapshot()
+    before = ctx.on_storage_request.snapshot()
     summary = run_tick(ctx)
-    return summary, RequestCounter.since(before, ctx.storage.requests.snapshot())
+    return summary, RequestCounter.since(before, ctx.on_storage_request.snapshot())
 
 
 def test_a_tick_writes_its_results_in_transactions_of_a_hundred(ctx, host, standins):
@@ -115,7 +117,7 @@ def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(ctx, host
     register(host, victim, *others)
     standins.graph.script(victim, Reply(200, delay=0.5))
     ctx.storage.table()
-    before = ctx.storage.requests.snapshot()
+    before = ctx.on_storage_request.snapshot()
 
     with caplog.at_level(logging.INFO, logger="shared.store"):
         thread, results = run_in_background(ctx)
@@ -132,7 +134,7 @@ def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(ctx, host
         assert record is not None and record["lastKeepAliveAt"] is not None
     refused = [r.getMessage() for r in caplog.records if "update batch refused" in r.getMessage()]
     assert len(refused) == 1 and "partition=00 calls=20" in refused[0]
-    requests = RequestCounter.since(before, ctx.storage.requests.snapshot())
+    requests = RequestCounter.since(before, ctx.on_storage_request.snapshot())
     assert requests["table batch"] == 1 and requests["table write"] >= 20  # the DELETE, then one update each
 
 

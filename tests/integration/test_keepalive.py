@@ -346,7 +346,6 @@ def test_one_token_request_per_tenant_across_two_tenants_and_two_ticks(tick, sta
     assert standins.identity.requests_of(OTHER_TENANT) == 1
     tenants = {r.call_id[0]: r.tenant for r in standins.graph.requests}
     assert tenants == {"a": standins.tenant, "b": OTHER_TENANT}
-    assert t.ctx.tokens().token_requests == {standins.tenant: 1, OTHER_TENANT: 1}
 
 
 def test_concurrency_never_exceeds_the_setting_and_is_used(tick, standins: Standins):

@@ -26,6 +26,7 @@ from shared import context as context_module
 from shared.context import Context
 from shared.models import utc_now
 from shared.settings import Settings, load_settings
+from tests.fakes import RequestCounter
 from tests.host import FunctionHost, body_of
 from tests.integration.test_http_api import assert_error
 from tests.standins.openid import OpenIdStandin, SigningKey, tamper
@@ -107,7 +108,7 @@ def app(
 ) -> Iterator[App]:
     clock = Clock()
     settings = make_settings(GRAPH_CLIENT_ID=CLIENT_ID, GRAPH_NOTIFICATION_OPENID_URL=openid.config_url)
-    context = Context(settings, now=clock)
+    context = Context(settings, now=clock, on_storage_request=RequestCounter())
     previous = context_module.install(context)
     try:
         yield App(context, clock, openid, host, azurite.connection_string)

@@ -67,9 +67,9 @@ def test_more_than_100_items_is_invalid_and_changes_nothing(app):
 
 
 def storage_requests(app, body: dict[str, Any]) -> tuple[dict[str, int], Any]:
-    before = app.context.storage.requests.snapshot()
+    before = app.context.on_storage_request.snapshot()
     response = app.post(body)
-    return app.context.storage.requests.since(before, app.context.storage.requests.snapshot()), response
+    return app.context.on_storage_request.since(before, app.context.on_storage_request.snapshot()), response
 
 
 def test_items_of_one_call_are_folded_so_storage_work_grows_with_distinct_calls(app):
@@ -124,9 +124,9 @@ def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
 
     assert not ended.recently_ended("old-0", TENANT, now)  # forgotten, purged or not
     assert ended.recently_ended("new-0", TENANT, now)
-    before = app.context.storage.requests.snapshot()
+    before = app.context.on_storage_request.snapshot()
     assert ended.purge(now, batches=1) == 100  # one batch: one transaction, and its queries
-    used = app.context.storage.requests.since(before, app.context.storage.requests.snapshot())
+    used = app.context.on_storage_request.since(before, app.context.on_storage_request.snapshot())
     assert used["table batch"] == 1 and used["table read"] <= 2 and set(used) == {"table read", "table batch"}
     assert ended.purge(now, batches=5) == 150
     assert ended.purge(now) == 0

@@ -12,7 +12,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from shared import context as context_module
 from shared.context import Context
 from shared.settings import load_settings
-from shared.store import Storage
+from shared.storage import Storage
 from tests.host import body_of
 from tests.integration.test_http_api import assert_error
 

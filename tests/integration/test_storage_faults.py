@@ -15,7 +15,7 @@ from shared import context as context_module
 from shared.context import Context
 from shared.errors import StorageAccessDenied, StorageMisconfigured, StorageTlsError, StorageUnavailable
 from shared.settings import Settings, StorageSettings, load_settings
-from shared.store import Storage
+from shared.storage import Storage
 from tests.azurite import ACCOUNT, KEY
 from tests.host import body_of
 from tests.integration.test_cli import App
