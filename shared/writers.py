@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,10 +76,10 @@ class _Pending:
 class BatchWriter(StorageWriter):
     """Buffers successes and failures per partition and writes them as entity group transactions.
 
-    - A partition's buffer is written once it holds `batch_size` (100, the service's most) outcomes; all
-      buffers are written when together they hold more than `max_buffered` (two pages), and at `flush`.
-      Memory is bounded whatever the table's size. Writes run on a few threads of their own, so the
-      sweep's workers go on sending keepAlives meanwhile.
+    - A partition's buffer is written once it holds `batch_size` (100, the service's most) outcomes, by the
+      worker whose outcome filled it; all buffers are written when together they hold more than `max_buffered`
+      (two pages), and at `flush` (then `FLUSH_THREADS` at a time). Memory is bounded whatever the table's size,
+      and a slow table slows the workers that write, not the memory.
     - Each replace is conditional on the ETag the call was read with. A transaction refused because a
       call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
       so a deleted call stays deleted and a changed one is updated on a fresh read.
@@ -102,11 +102,7 @@ class BatchWriter(StorageWriter):
         self._lock = threading.Lock()
         self._buffers: dict[str, list[_Pending]] = {}
         self._buffered = 0
-        self._lost_succeeded = 0
-        self._lost_failed = 0
-        self._writers: ThreadPoolExecutor | None = None
-        self._writing: set[Future[None]] = set()
-        self._room = threading.BoundedSemaphore(4 * FLUSH_THREADS)  # transactions queued or being written
+        self._lost = Unsaved()
 
     def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
         change = _success(result, now)
@@ -121,18 +117,11 @@ class BatchWriter(StorageWriter):
             batches = list(self._buffers.values())
             self._buffers.clear()
             self._buffered = 0
-        for batch in batches:
-            self._submit(batch)
+        if batches:
+            with ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="keepalive-flush") as pool:
+                list(pool.map(self._write, batches))
         with self._lock:
-            writing, self._writing = self._writing, set()
-            writers, self._writers = self._writers, None
-        for future in writing:
-            future.result()
-        if writers is not None:
-            writers.shutdown(wait=True)
-        with self._lock:
-            lost = Unsaved(self._lost_succeeded, self._lost_failed)
-            self._lost_succeeded = self._lost_failed = 0
+            lost, self._lost = self._lost, Unsaved()
         return lost
 
     def _buffer(self, pending: _Pending) -> CallRecord:
@@ -150,22 +139,8 @@ class BatchWriter(StorageWriter):
                 self._buffers.clear()
                 self._buffered = 0
         for batch in ready:
-            self._submit(batch)
+            self._write(batch)
         return pending.changed
-
-    def _submit(self, batch: list[_Pending]) -> None:
-        self._room.acquire()  # backpressure: a slow table slows the sweep instead of filling memory
-        with self._lock:
-            if self._writers is None:
-                self._writers = ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="keepalive-write")
-            future = self._writers.submit(self._write, batch)
-            self._writing.add(future)
-        future.add_done_callback(self._written)
-
-    def _written(self, future: Future[None]) -> None:
-        with self._lock:
-            self._writing.discard(future)
-        self._room.release()
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -175,8 +150,7 @@ class BatchWriter(StorageWriter):
         except Exception as error:  # counted and logged: the sweep reports them as failures
             oks = sum(pending.ok for pending in batch)
             with self._lock:
-                self._lost_succeeded += oks
-                self._lost_failed += len(batch) - oks
+                self._lost = Unsaved(self._lost.succeeded + oks, self._lost.failed + len(batch) - oks)
             level = logging.ERROR if isinstance(error, KeepAliveError) else logging.CRITICAL
             logger.log(
                 level,
