@@ -40,27 +40,28 @@ logger = logging.getLogger(__name__)
 
 
 def check_settings(settings: Settings, *, dry_run: bool) -> None:
-    """Refuse to sweep with a missing or invalid setting: one ERROR naming them, and nothing changes."""
+    """Whether a tick may run with these settings: `SettingsError` naming every bad one (a dry run needs no
+    credential). The timer, a work message and the command line all ask here."""
     problems = settings.problems(dry_run=dry_run)
     if problems:
-        logger.error("keepalive tick not run: invalid settings: %s", "; ".join(problems))
         raise SettingsError(problems)
 
 
 def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
     """Check the settings and storage, and build the sender and writer of a sweep. Raises when it cannot run."""
     settings = ctx.settings
-    check_settings(settings, dry_run=dry)
+    try:
+        check_settings(settings, dry_run=dry)
+        if not dry:
+            ctx.tokens().check()  # the certificate's file, too
+    except SettingsError as error:  # one ERROR naming them, and nothing changes
+        logger.error("keepalive tick not run: invalid settings: %s", "; ".join(error.problems))
+        raise
     sender: Sender
     writer: Writer
     if dry:
         sender, writer = DryRunSender(settings), DryRunWriter()
     else:
-        try:
-            ctx.tokens().check()
-        except SettingsError as error:
-            logger.error("keepalive tick not run: invalid settings: %s", "; ".join(error.problems))
-            raise
         sender = ctx.graph()
         writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.ended, ctx.now)
     try:

@@ -14,8 +14,8 @@ from shared import registry
 from shared.cli.advice import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from shared.cli.output import Output, list_table, record_table, summary_table, tick_json
 from shared.context import Context
-from shared.errors import CallNotFound, InvalidMetadata, SettingsError, TickInterrupted
-from shared.keepalive import run_tick  # the timer's engine
+from shared.errors import CallNotFound, InvalidMetadata, TickInterrupted
+from shared.keepalive import check_settings, run_tick  # the timer's engine
 from shared.models import validate_call_id, validate_metadata, validate_tenant_id
 from shared.summary import TickSummary
 
@@ -113,9 +113,7 @@ def _show_summary(out: Output, summary: TickSummary, *, interrupted: bool) -> No
 
 def tick(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -> int:
     dry_run = True if args.dry_run else None  # None: GRAPH_DRY_RUN decides, as for the timer
-    problems = ctx.settings.problems(dry_run=ctx.settings.dry_run if dry_run is None else True)
-    if problems:
-        raise SettingsError(problems)
+    check_settings(ctx.settings, dry_run=ctx.settings.dry_run or args.dry_run)  # before the bar counts the table
     show_bar = errors.is_terminal
     total = count_calls(ctx) if show_bar else None  # the bar only: a script's tick reads the table once
     columns = (

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.context import Context
 from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
-from shared.keepalive import check_settings
+from shared.keepalive import check_settings, preflight
 from shared.models import CallRecord
 from shared.settings import load_settings
 from shared.sweep import Sweep, Unsaved
@@ -210,7 +211,7 @@ def test_dry_run_sends_nothing_and_writes_nothing(caplog):
 def test_bad_settings_refuse_the_tick_with_one_error_naming_them(caplog):
     settings = load_settings({"KEEPALIVE_CONCURRENCY": "0", "GRAPH_CLIENT_ID": "app", "GRAPH_CLIENT_SECRET": "x"})
     with caplog.at_level(logging.ERROR), pytest.raises(SettingsError) as raised:
-        check_settings(settings, dry_run=False)
+        preflight(Context(settings), dry=False)  # before any client is built or storage is asked
     assert "KEEPALIVE_CONCURRENCY" in str(raised.value)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "KEEPALIVE_CONCURRENCY" in errors[0].getMessage()
