@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+TLS_HINT = "set REQUESTS_CA_BUNDLE to the PEM of the CA that signed the server's certificate"
+
 
 class KeepAliveError(Exception):
     """Base of every error the app raises on purpose."""

@@ -238,6 +238,8 @@ class GraphClient:
                 return self._read(response.status_code, response.headers, body)
         except requests.Timeout:
             return _Answer(None, {}, failure="timeout")
+        except requests.exceptions.SSLError:  # retried like a connection error; the words say what to fix
+            return _Answer(None, {}, failure="tls error (see REQUESTS_CA_BUNDLE)")
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
             return _Answer(None, {}, failure="connection error")
         except requests.RequestException as exc:

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
 
-from shared.errors import SettingsError, TokenError
+from shared.errors import TLS_HINT, SettingsError, TokenError
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -317,6 +317,8 @@ class TokenProvider:
     def _wrap(self, exc: Exception, tenant: str) -> TokenError:
         if isinstance(exc, requests.Timeout):
             code, detail = "timeout", "the identity provider did not answer in time"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            code, detail = "tls_error", f"the identity provider's TLS certificate is not trusted ({TLS_HINT})"
         elif isinstance(exc, requests.ConnectionError):
             code, detail = "connection_error", "the identity provider could not be reached"
         elif isinstance(exc, requests.HTTPError | MsalServiceError):

@@ -284,3 +284,31 @@ def test_graph_fields_for_the_cleanup_event() -> None:
         "requestId": "r",
         "clientRequestId": "c",
     }
+
+
+class _TlsRefusingSession(requests.Session):
+    def post(self, url, **kwargs):  # type: ignore[override]
+        raise requests.exceptions.SSLError("certificate verify failed: unable to get local issuer certificate")
+
+
+class _StaticTokens:
+    def token(self, tenant_id: str) -> str:
+        return "t"
+
+    def invalidate(self, tenant_id: str, token: str | None = None) -> None:
+        pass
+
+
+def test_a_tls_failure_to_graph_is_named_and_points_at_the_ca_bundle() -> None:
+    settings = load_settings({"GRAPH_BASE_URL": "https://graph.example"})
+    client = GraphClient(settings, _TlsRefusingSession(), _StaticTokens(), sleep=lambda s: None, rng=lambda: 0.0)
+    result = client.keep_alive("c1", "t1")
+    assert (result.status, result.error) == (None, "tls error (see REQUESTS_CA_BUNDLE)")
+    assert (result.attempts, result.retries) == (4, 3)  # retried like a connection error
+
+
+def test_a_tls_failure_to_the_identity_provider_is_named_and_points_at_the_ca_bundle() -> None:
+    settings = load_settings({"GRAPH_CLIENT_ID": "app", "GRAPH_CLIENT_SECRET": "s3cret", "GRAPH_DRY_RUN": "false"})
+    error = TokenProvider(settings, requests.Session())._wrap(requests.exceptions.SSLError("verify failed"), "t1")
+    assert error.code == "tls_error"
+    assert "REQUESTS_CA_BUNDLE" in str(error) and "s3cret" not in str(error)
