@@ -15,7 +15,7 @@ from shared.settings import Settings, load_settings
 from tests import azurite as azurite_module
 from tests.host import FunctionHost
 
-pytest_plugins = ["tests.standins.fixtures", "tests.standins.openid_fixtures"]
+pytest_plugins = ["tests.standins.fixtures"]
 
 
 @pytest.fixture(scope="session")
