@@ -1,6 +1,6 @@
 """The operator command line as a person runs it: a folder with a local.settings.json, and `python -m shared`
 run there as a real subprocess against the session's Azurite, this test's own table and queues, and the
-Graph and identity stand-ins. Used by test_cli.py and test_cli_errors.py."""
+Graph and identity stand-ins. The `make_cli` fixture (tests/integration/conftest.py) builds one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.context import Context
-from shared.settings import load_settings
+from tests.conftest import ContextFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_TENANT = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
@@ -39,6 +39,7 @@ class App:
 
     folder: Path
     values: dict[str, str]
+    make_context: ContextFactory | None = None  # the test's context factory, for `context()`
 
     def write_settings(self, **changes: str | None) -> None:
         values = {**self.values, **changes}
@@ -71,19 +72,5 @@ class App:
 
     def context(self) -> Context:
         """The same settings, in this process, to arrange and inspect what the command line sees."""
-        return Context(load_settings(self.values))
-
-
-def make_app(tmp_path: Path, azurite, storage_names, standins) -> App:
-    """An App on the session's Azurite and stand-ins, its local.settings.json written."""
-    values = {
-        **standins.environ(AzureWebJobsStorage=azurite.connection_string),
-        **storage_names,
-        "GRAPH_DRY_RUN": "false",
-        "KEEPALIVE_CONCURRENCY": "8",
-        # as `python -m tests.standins` prints it: the command line puts it into its environment
-        "REQUESTS_CA_BUNDLE": str(standins.ca_bundle),
-    }
-    instance = App(tmp_path, values)
-    instance.write_settings()
-    return instance
+        assert self.make_context is not None, "App(..., make_context) to build its context in the test"
+        return self.make_context(**self.values)

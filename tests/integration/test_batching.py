@@ -7,20 +7,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, UpdateMode
 
-from shared import context as context_module
 from shared.context import Context
 from shared.errors import TransactionFailed
 from shared.keepalive import run_tick
 from shared.models import call_keys
 from shared.summary import TickSummary
 from shared.tablewire import query_pages, replace_all
+from tests.conftest import ContextFactory
 from tests.fakes import RequestCounter
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
@@ -42,16 +41,9 @@ def ids_in(partition: str, count: int, prefix: str = "call") -> list[str]:
 
 
 @pytest.fixture
-def ctx(standins: Standins, make_settings) -> Iterator[Context]:
-    environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-    context = Context(
-        make_settings(**environ, GRAPH_DRY_RUN="false"), sleep=lambda seconds: None, on_storage_request=RequestCounter()
-    )
-    previous = context_module.install(context)
-    try:
-        yield context
-    finally:
-        context_module.install(previous)
+def ctx(make_context: ContextFactory) -> Context:
+    """A context for real ticks against the stand-ins, installed for the functions, counting storage requests."""
+    return make_context(graph=True, install=True, on_storage_request=RequestCounter())
 
 
 def register(host: FunctionHost, *call_ids: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -19,44 +18,21 @@ from shared.context import Context
 from shared.fanout import ALL_PARTITIONS, WorkRange
 from shared.keepalive import run_tick, run_timer, run_work
 from shared.models import CallRecord, call_keys, utc_now
-from tests.standins.fixtures import Standins
+from tests.conftest import ContextFactory
+from tests.fakes import FakeTime, WorkMessage
 
 pytestmark = pytest.mark.integration
 
 
-class FakeTime:
-    """The limiter's clock: moves only when the limiter sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-
-class Message:
-    """A work message as the queue trigger hands it over."""
-
-    def __init__(self, body: str) -> None:
-        self.id, self.dequeue_count, self._body = "m", 1, body
-
-    def get_body(self) -> bytes:
-        return self._body.encode()
-
-
 @pytest.fixture
-def budget(standins: Standins, make_settings) -> Callable[..., tuple[Context, FakeTime]]:
+def budget(make_context: ContextFactory) -> Callable[..., tuple[Context, FakeTime]]:
+    """Builds a context for real ticks, one keepAlive at a time, its rate limiter on a `FakeTime`."""
+
     def build(**overrides: str) -> tuple[Context, FakeTime]:
-        environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-        values = {**environ, "GRAPH_DRY_RUN": "false", "KEEPALIVE_CONCURRENCY": "1", **overrides}
         time = FakeTime()
-        ctx = Context(make_settings(**values), sleep=lambda s: None, pace_clock=time.clock, pace_sleep=time.sleep)
+        ctx = make_context(
+            graph=True, pace_clock=time.clock, pace_sleep=time.sleep, **{"KEEPALIVE_CONCURRENCY": "1", **overrides}
+        )
         return ctx, time
 
     return build
@@ -130,7 +106,7 @@ def test_a_work_item_paces_each_tenant_at_the_share_its_message_names(budget, st
     ctx, time = budget(KEEPALIVE_TENANT_RATE="1000")
     register(ctx, standins.tenant, 9)
 
-    summary = run_work(ctx, Message(WorkRange(ALL_PARTITIONS, "tick", tenant_rate=2.0).text()))
+    summary = run_work(ctx, WorkMessage(WorkRange(ALL_PARTITIONS, "tick", tenant_rate=2.0).text()))
 
     assert summary is not None and summary.succeeded == 9
     assert time.now == pytest.approx(8 / 2)  # at the message's 2 per second, not the instance's 1000
@@ -142,7 +118,7 @@ def test_a_message_without_a_share_takes_its_part_of_the_instances_budget(budget
     register(ctx, standins.tenant, 9)
     old = {"schemaVersion": 1, "type": "keepaliveRange", "partitions": list(ALL_PARTITIONS), "tickId": "t"}
 
-    summary = run_work(ctx, Message(json.dumps(old)))
+    summary = run_work(ctx, WorkMessage(json.dumps(old)))
 
     assert summary is not None and summary.succeeded == 9
     assert time.now == pytest.approx(8 / 8)  # all 64 partitions: the whole 8 per second

@@ -9,22 +9,22 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from azure.storage.queue import QueueClient
 
 from shared.models import utc_now
 from shared.registry import register_call
-from tests.integration.cli_harness import OTHER_TENANT, RECORD_FIELDS, App, make_app
+from tests.integration.cli_harness import OTHER_TENANT, RECORD_FIELDS, App
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def app(tmp_path: Path, azurite, storage_names, standins) -> App:
-    return make_app(tmp_path, azurite, storage_names, standins)
+def app(make_cli: Callable[..., App]) -> App:
+    return make_cli()
 
 
 def test_calls_add_show_list_remove_as_text_and_json(app, standins):

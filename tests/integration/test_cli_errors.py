@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,15 @@ from rich.cells import cell_len
 
 from shared.models import utc_now
 from shared.registry import register_call
-from tests.integration.cli_harness import ROOT, App, make_app
+from tests.integration.cli_harness import ROOT, App
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def app(tmp_path: Path, azurite, storage_names, standins) -> App:
-    return make_app(tmp_path, azurite, storage_names, standins)
+def app(make_cli: Callable[..., App]) -> App:
+    return make_cli()
 
 
 def _closed_port() -> int:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
@@ -23,8 +22,10 @@ from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys
 from shared.registry import register_call
 from shared.summary import TickSummary
+from tests.azurite import drain_events
+from tests.conftest import ContextFactory
+from tests.fakes import FakeClock
 from tests.host import FunctionHost, body_of
-from tests.soak.harness import FakeClock, RecordingSleep, build_context, drain_events, tick_environ
 from tests.standins.fixtures import Standins
 from tests.standins.server import Reply
 
@@ -34,20 +35,14 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
 @pytest.fixture
-def workers(make_settings: Callable[..., Any], standins: Standins) -> Iterator[Callable[[], Context]]:
+def workers(make_context: ContextFactory) -> Callable[[], Context]:
     """Builds contexts on one table and queue: each is a worker process with its own clients and tokens."""
-    settings = make_settings(**tick_environ(standins.environ(), KEEPALIVE_CONCURRENCY="8"))
     clock = FakeClock()
-    built: list[Context] = []
 
     def build() -> Context:
-        context = build_context(settings, clock, RecordingSleep())
-        built.append(context)
-        return context
+        return make_context(graph=True, now=clock, KEEPALIVE_CONCURRENCY="8")
 
-    yield build
-    for context in built:
-        context.session().close()
+    return build
 
 
 def register(ctx: Context, *call_ids: str) -> dict[str, CallRecord]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,11 +19,12 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from shared import context as context_module
 from shared.context import Context
-from shared.errors import RangeIncomplete, StorageUnavailable
+from shared.errors import RangeIncomplete
 from shared.fanout import ALL_PARTITIONS
 from shared.models import call_keys
+from tests.conftest import ContextFactory
+from tests.fakes import FailingSeam
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 
@@ -76,19 +76,12 @@ class Fanout:
 
 
 @pytest.fixture
-def fanout(standins: Standins, make_settings, host: FunctionHost) -> Iterator[Callable[..., Fanout]]:
-    installed: list[Context | None] = []
-
+def fanout(make_context: ContextFactory, host: FunctionHost) -> Callable[..., Fanout]:
     def build(**overrides: str) -> Fanout:
-        environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-        values = {**environ, "GRAPH_DRY_RUN": "false", "KEEPALIVE_FANOUT_THRESHOLD": "10", **overrides}
-        ctx = Context(make_settings(**values), sleep=lambda seconds: None)
-        installed.append(context_module.install(ctx))
+        ctx = make_context(graph=True, install=True, **{"KEEPALIVE_FANOUT_THRESHOLD": "10", **overrides})
         return Fanout(ctx, host)
 
-    yield build
-    if installed:
-        context_module.install(installed[0])
+    return build
 
 
 def keepalives(standins: Standins) -> Counter[str]:
@@ -137,30 +130,6 @@ def test_the_queue_function_keeps_every_call_alive_exactly_once(fanout, standins
     assert all("partitions=" in line and "tickId=" in line and "dequeueCount=1" in line for line in summaries)
 
 
-class FailingOnce:
-    """Our own CallStore seam: every call goes through, except `method`, which fails `times` times."""
-
-    def __init__(self, target: Any, method: str, times: int = 1, when: Callable[..., bool] | None = None) -> None:
-        self.target, self.method, self.remaining = target, method, times
-        self.when = when or (lambda *args: True)
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.target, name)
-        if name != self.method:
-            return attribute
-
-        def failing(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                fail = self.remaining > 0 and self.when(*args)
-                self.remaining -= fail
-            if fail:
-                raise StorageUnavailable("Storage is unavailable; try again later. (injected)")
-            return attribute(*args, **kwargs)
-
-        return failing
-
-
 def message_for(messages: list[Any], partition: str) -> Any:
     return next(m for m in messages if partition in json.loads(m.content)["partitions"])
 
@@ -172,7 +141,7 @@ def test_a_range_whose_delete_failed_is_retried_and_the_event_keeps_its_event_id
     registration = f.get("gone")
     assert registration is not None
     standins.graph.script("gone", 404, 404)
-    f.ctx.calls = FailingOnce(f.ctx.calls, "delete")  # type: ignore[assignment]
+    f.ctx.calls = FailingSeam(f.ctx.calls, "delete")  # type: ignore[assignment]
     f.tick()
     message = message_for(f.work_messages(), call_keys("gone")[0])
     in_range = [c for c in ids if call_keys(c)[0] in json.loads(message.content)["partitions"]]
@@ -202,8 +171,8 @@ def test_a_range_whose_table_read_failed_part_way_is_retried(fanout, standins):
     message = max(messages, key=lambda m: len(json.loads(m.content)["partitions"]))
     partitions = json.loads(message.content)["partitions"]
     assert len(partitions) >= 2
-    f.ctx.calls = FailingOnce(  # type: ignore[assignment]
-        f.ctx.calls, "partition_pages", when=lambda partition, *rest: partition == partitions[-1]
+    f.ctx.calls = FailingSeam(  # type: ignore[assignment]
+        f.ctx.calls, "partition_pages", when=lambda partition, *rest, **named: partition == partitions[-1]
     )
     in_range = [c for c in ids if call_keys(c)[0] in partitions]
     last = [c for c in in_range if call_keys(c)[0] == partitions[-1]]

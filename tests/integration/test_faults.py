@@ -25,16 +25,9 @@ from shared.registry import register_call
 from shared.retry import MAX_RETRIES, RETRY_AFTER_CAP
 from shared.store import CallStore
 from tests import azurite as azurite_module
-from tests.soak.harness import (
-    FailingSeam,
-    FakeClock,
-    PagesFailingAfter,
-    RecordingSleep,
-    build_context,
-    drain_events,
-    tick_environ,
-)
-from tests.soak.private_azurite import PrivateAzurite
+from tests.azurite import PrivateAzurite, drain_events
+from tests.conftest import ContextFactory
+from tests.fakes import FailingSeam, FakeClock, PagesFailingAfter, RecordingSleep
 from tests.standins.fixtures import Standins
 from tests.standins.identity import entra_error
 from tests.standins.server import RESET, Reply
@@ -64,20 +57,15 @@ def private_azurite(private_azurite_instance: PrivateAzurite) -> PrivateAzurite:
 
 
 @pytest.fixture
-def keepalive(make_settings: Callable[..., Any], standins: Standins) -> Iterator[Callable[..., Context]]:
+def keepalive(make_context: ContextFactory) -> Callable[..., Context]:
     """Builds contexts for real ticks against the stand-ins and this test's table and queues."""
-    built: list[Context] = []
 
     def build(clock: FakeClock | None = None, sleep: RecordingSleep | None = None, **overrides: str) -> Context:
-        settings = make_settings(**tick_environ(standins.environ(), **overrides))
-        assert not settings.graph_problems and not settings.storage_problems
-        context = build_context(settings, clock, sleep)
-        built.append(context)
+        context = make_context(graph=True, now=clock or FakeClock(), sleep=sleep, **overrides)
+        assert not context.settings.graph_problems and not context.settings.storage_problems
         return context
 
-    yield build
-    for context in built:
-        context.session().close()
+    return build
 
 
 def register(ctx: Context, *call_ids: str, tenant: str | None = TENANT) -> dict[str, CallRecord]:

@@ -86,15 +86,10 @@ def test_any_tenant_over_a_stored_null_tenant_leaves_the_record_unchanged(host, 
     assert body_of(again) == first
 
 
-def test_tenant_defaults_to_graph_tenant_id(host, make_settings):
-    from shared import context as context_module
-
-    context_module.install(Context(make_settings(GRAPH_TENANT_ID=TENANT.upper())))
-    try:
-        assert body_of(register(host, {"callId": "c"}))["tenantId"] == TENANT
-        assert body_of(register(host, {"callId": "d", "tenantId": OTHER_TENANT}))["tenantId"] == OTHER_TENANT
-    finally:
-        context_module.install(None)
+def test_tenant_defaults_to_graph_tenant_id(host, make_context):
+    make_context(install=True, GRAPH_TENANT_ID=TENANT.upper())
+    assert body_of(register(host, {"callId": "c"}))["tenantId"] == TENANT
+    assert body_of(register(host, {"callId": "d", "tenantId": OTHER_TENANT}))["tenantId"] == OTHER_TENANT
 
 
 def test_get_and_delete(host, ctx, table_entities):

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -21,13 +21,14 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
-from shared import context as context_module
 from shared.context import Context
-from shared.errors import SettingsError, StorageUnavailable
+from shared.errors import SettingsError
 from shared.keepalive import run_tick
 from shared.loglimit import FAILURE_WARNINGS
 from shared.models import call_keys, utc_now
 from shared.summary import TickSummary
+from tests.conftest import ContextFactory
+from tests.fakes import FailingSeam, RecordingSleep
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import RESET, Reply
@@ -72,26 +73,19 @@ class Tick:
 
 
 @pytest.fixture
-def tick(standins: Standins, make_settings, host: FunctionHost) -> Iterator[Callable[..., Tick]]:
-    installed: list[Context | None] = []
-
+def tick(make_context: ContextFactory, standins: Standins, host: FunctionHost) -> Callable[..., Tick]:
     def build(now: Callable[[], datetime] = utc_now, **overrides: str) -> Tick:
-        environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-        settings = make_settings(**{**environ, "GRAPH_DRY_RUN": "false", **overrides})
-        waits: list[float] = []
-        context = Context(settings, now=now, sleep=waits.append)
-        installed.append(context_module.install(context))
+        sleep = RecordingSleep()
+        context = make_context(graph=True, install=True, now=now, sleep=sleep, **overrides)
         queue = QueueClient.from_connection_string(
-            settings.storage.connection_string,
-            settings.cleanup_queue_name,  # type: ignore[union-attr]
+            context.settings.storage.connection_string,  # type: ignore[union-attr]
+            context.settings.cleanup_queue_name,
         )
         harness = Tick(context, host, standins, queue)
-        harness.waits = waits
+        harness.waits = sleep.waits
         return harness
 
-    yield build
-    if installed:
-        context_module.install(installed[0])
+    return build
 
 
 # --- 2xx ---------------------------------------------------------------------------------------
@@ -379,31 +373,11 @@ def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(tick, sta
     assert t.get("c") is None and table_entities() == []
 
 
-class FailingOnce:
-    """Wraps one of our own store objects so that one method fails once with StorageUnavailable."""
-
-    def __init__(self, inner: Any, method: str) -> None:
-        self._inner = inner
-        self._method = method
-        self.failed = False
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if name != self._method or self.failed:
-            return attribute
-
-        def fail(*args: Any, **kwargs: Any) -> Any:
-            self.failed = True
-            raise StorageUnavailable("injected")
-
-        return fail
-
-
 def test_a_delete_failing_after_the_event_repeats_the_event_with_the_same_event_id(tick, standins: Standins):
     t = tick()
     t.register("c")
     standins.graph.script("c", 404, 404)
-    t.ctx.calls = FailingOnce(t.ctx.calls, "delete")  # type: ignore[assignment]
+    t.ctx.calls = FailingSeam(t.ctx.calls, "delete")  # type: ignore[assignment]
 
     first = t.run()
     assert first.failed == 1 and t.get("c") is not None  # the event went out; the entry stayed
@@ -418,7 +392,7 @@ def test_a_failure_to_enqueue_keeps_the_call_and_the_event_goes_next_tick(tick, 
     t = tick()
     t.register("c")
     standins.graph.script("c", 404, 404)
-    t.ctx.cleanup = FailingOnce(t.ctx.cleanup, "send")  # type: ignore[assignment]
+    t.ctx.cleanup = FailingSeam(t.ctx.cleanup, "send")  # type: ignore[assignment]
 
     first = t.run()
     assert first.failed == 1 and t.get("c") is not None and t.events() == []

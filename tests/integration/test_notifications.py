@@ -1,6 +1,6 @@
 """`POST /api/notifications` against real Azurite, with tokens signed by a key served from a local OpenID configuration.
 
-Run with the OpenID stand-in's fixtures loaded (`pytest_plugins = ["tests.standins.openid_fixtures"]`).
+The OpenID stand-in comes from `tests.standins.fixtures` (`openid`), on the session's one test CA.
 Token times are real (PyJWT reads the clock itself); the app's clock (key cache, ended-call memory) is a
 fake one the tests move forward.
 """
@@ -13,20 +13,17 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from shared import context as context_module
 from shared.context import Context
 from shared.models import utc_now
-from shared.settings import Settings, load_settings
-from tests.fakes import RequestCounter
+from tests.conftest import ContextFactory
+from tests.fakes import FakeClock, RequestCounter
 from tests.host import FunctionHost, body_of
 from tests.integration.test_http_api import assert_error
 from tests.standins.openid import OpenIdStandin, SigningKey, tamper
@@ -43,23 +40,10 @@ EVENT_FIELDS = {
 }  # fmt: skip
 
 
-class Clock:
-    """The app's clock: starts now, moves only when told."""
-
-    def __init__(self) -> None:
-        self.value = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.value
-
-    def advance(self, **delta: float) -> None:
-        self.value += timedelta(**delta)
-
-
 @dataclass
 class App:
     context: Context
-    clock: Clock
+    clock: FakeClock
     openid: OpenIdStandin
     host: FunctionHost
     connection_string: str
@@ -103,17 +87,16 @@ class App:
 
 
 @pytest.fixture
-def app(
-    make_settings: Callable[..., Settings], openid: OpenIdStandin, host: FunctionHost, azurite: Any
-) -> Iterator[App]:
-    clock = Clock()
-    settings = make_settings(GRAPH_CLIENT_ID=CLIENT_ID, GRAPH_NOTIFICATION_OPENID_URL=openid.config_url)
-    context = Context(settings, now=clock, on_storage_request=RequestCounter())
-    previous = context_module.install(context)
-    try:
-        yield App(context, clock, openid, host, azurite.connection_string)
-    finally:
-        context_module.install(previous)
+def app(make_context: ContextFactory, openid: OpenIdStandin, host: FunctionHost, azurite: Any) -> App:
+    clock = FakeClock(utc_now())  # the app's clock: starts now, moves only when told
+    context = make_context(
+        install=True,
+        now=clock,
+        on_storage_request=RequestCounter(),
+        GRAPH_CLIENT_ID=CLIENT_ID,
+        GRAPH_NOTIFICATION_OPENID_URL=openid.config_url,
+    )
+    return App(context, clock, openid, host, azurite.connection_string)
 
 
 def note(
@@ -677,20 +660,16 @@ def test_a_key_set_without_usable_keys_is_unavailable(app):
     assert body_of(response)["error"]["message"] == "signing keys unavailable"
 
 
-def test_without_graph_client_id_every_token_is_refused(make_settings, openid, host, caplog):
-    settings = make_settings(GRAPH_NOTIFICATION_OPENID_URL=openid.config_url)
-    previous = context_module.install(Context(settings))
-    try:
-        token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
-        with caplog.at_level(logging.ERROR):
-            response = host.request(
-                "POST",
-                "/api/notifications",
-                body=payload(note("c1", "established")),
-                headers={"Authorization": "Bearer " + token},
-            )
-    finally:
-        context_module.install(previous)
+def test_without_graph_client_id_every_token_is_refused(make_context, openid, host, caplog):
+    make_context(install=True, GRAPH_NOTIFICATION_OPENID_URL=openid.config_url)
+    token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
+    with caplog.at_level(logging.ERROR):
+        response = host.request(
+            "POST",
+            "/api/notifications",
+            body=payload(note("c1", "established")),
+            headers={"Authorization": "Bearer " + token},
+        )
 
     assert_error(response, 401, "invalidToken")
     assert "GRAPH_CLIENT_ID" in caplog.text
@@ -703,28 +682,22 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_storage_down_answers_503_after_the_token_is_checked(openid, host):
+def test_storage_down_answers_503_after_the_token_is_checked(make_context, openid, host):
     port = _closed_port()
     connection = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     )
-    settings = load_settings(
-        {
-            "AzureWebJobsStorage": connection,
-            "GRAPH_DRY_RUN": "true",
-            "GRAPH_CLIENT_ID": CLIENT_ID,
-            "GRAPH_NOTIFICATION_OPENID_URL": openid.config_url,
-        }
+    make_context(
+        install=True,
+        AzureWebJobsStorage=connection,
+        GRAPH_CLIENT_ID=CLIENT_ID,
+        GRAPH_NOTIFICATION_OPENID_URL=openid.config_url,
     )
-    previous = context_module.install(Context(settings))
-    try:
-        token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
-        body = payload(note("c1", "established"))
-        down = host.request("POST", "/api/notifications", body=body, headers={"Authorization": "Bearer " + token})
-        refused = host.request("POST", "/api/notifications", body=body, headers={"Authorization": "Bearer x"})
-    finally:
-        context_module.install(previous)
+    token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
+    body = payload(note("c1", "established"))
+    down = host.request("POST", "/api/notifications", body=body, headers={"Authorization": "Bearer " + token})
+    refused = host.request("POST", "/api/notifications", body=body, headers={"Authorization": "Bearer x"})
 
     assert_error(down, 503, "storageUnavailable")
     assert int(down.headers["Retry-After"]) > 0

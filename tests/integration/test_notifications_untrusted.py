@@ -162,24 +162,17 @@ def test_every_string_of_graph_in_the_event_is_cut_to_1024_characters(app):
 
 
 # --- signing keys ---------------------------------------------------------------------------------
-def test_an_http_openid_configuration_is_refused_with_an_error(make_settings, openid, host, caplog):
-    from shared import context as context_module
-    from shared.context import Context
-
+def test_an_http_openid_configuration_is_refused_with_an_error(make_context, openid, host, caplog):
     url = openid.config_url.replace("https://", "http://")
-    ctx = Context(make_settings(GRAPH_CLIENT_ID=CLIENT_ID, GRAPH_NOTIFICATION_OPENID_URL=url))
-    previous = context_module.install(ctx)
-    try:
-        token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
-        with caplog.at_level(logging.ERROR, logger="shared.signing_keys"):
-            response = host.request(
-                "POST",
-                "/api/notifications",
-                body=payload(note("c1", "established")),
-                headers={"Authorization": "Bearer " + token},
-            )
-    finally:
-        context_module.install(previous)
+    make_context(install=True, GRAPH_CLIENT_ID=CLIENT_ID, GRAPH_NOTIFICATION_OPENID_URL=url)
+    token = openid.sign(openid.claims(audience=CLIENT_ID, tenant=TENANT))
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"):
+        response = host.request(
+            "POST",
+            "/api/notifications",
+            body=payload(note("c1", "established")),
+            headers={"Authorization": "Bearer " + token},
+        )
     assert_error(response, 401, "invalidToken")
     assert openid.config_fetches == 0  # nothing sent over http
     assert any("https only" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)

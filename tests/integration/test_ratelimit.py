@@ -6,12 +6,13 @@ Real time here (one second of Retry-After): the pause lasts as long as the throt
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
-from shared.context import Context
 from shared.keepalive import run_tick
 from shared.models import CallRecord, utc_now
+from tests.conftest import ContextFactory
 from tests.standins.fixtures import Standins
 from tests.standins.server import Reply
 
@@ -19,10 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_429_holds_back_every_new_request_of_the_tenant_for_its_retry_after(
-    standins: Standins, make_settings, caplog
+    standins: Standins, make_context: ContextFactory, caplog
 ):
-    environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-    ctx = Context(make_settings(**environ, GRAPH_DRY_RUN="false", KEEPALIVE_CONCURRENCY="4"))  # real sleep
+    ctx = make_context(graph=True, sleep=time.sleep, KEEPALIVE_CONCURRENCY="4")  # real sleep
     for i in range(12):
         ctx.calls.insert(CallRecord(f"call-{i:02d}", standins.tenant, utc_now(), f"reg-{i}"))
     first, *rest = next(iter(ctx.calls.pages()))  # the sweep takes calls in table order: this one goes first

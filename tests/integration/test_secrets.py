@@ -20,8 +20,10 @@ import pytest
 from shared import context as context_module
 from shared.context import Context
 from shared.keepalive import run_tick
+from tests.azurite import drain_events
+from tests.conftest import ContextFactory
+from tests.fakes import FakeClock
 from tests.host import FunctionHost
-from tests.soak.harness import FakeClock, RecordingSleep, build_context, drain_events, tick_environ
 from tests.standins.fixtures import Standins
 from tests.standins.openid import OpenIdStandin
 from tests.standins.server import RESET, Reply
@@ -67,7 +69,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 
 
 def test_a_full_tick_and_an_api_session_at_debug_leave_no_secret_anywhere(
-    make_settings: Any,
+    make_context: ContextFactory,
     standins: Standins,
     openid: OpenIdStandin,
     host: FunctionHost,
@@ -76,13 +78,14 @@ def test_a_full_tick_and_an_api_session_at_debug_leave_no_secret_anywhere(
     client_secret = f"CANARY-client-secret-{uuid.uuid4().hex}~Zq7"
     function_key = f"CANARY-function-key-{uuid.uuid4().hex}"
     standins.identity.configure(client_secret=client_secret)
-    environ = tick_environ(
-        standins.environ(GRAPH_CLIENT_SECRET=client_secret),
+    clock = FakeClock()
+    ctx = make_context(
+        graph=True,
+        now=clock,
+        GRAPH_CLIENT_SECRET=client_secret,
         KEEPALIVE_REQUEST_TIMEOUT="0.5",
         GRAPH_NOTIFICATION_OPENID_URL=openid.config_url,
     )
-    clock = FakeClock()
-    ctx: Context = build_context(make_settings(**environ), clock, RecordingSleep())
     previous = context_module.install(ctx)
     bodies: list[str] = []
     notification_tokens: list[str] = []

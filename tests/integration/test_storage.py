@@ -9,8 +9,6 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from azure.storage.queue import TextBase64EncodePolicy
 
-from shared import context as context_module
-from shared.context import Context
 from shared.settings import load_settings
 from shared.storage import Storage
 from tests.host import body_of
@@ -75,39 +73,30 @@ REQUESTS = [
 
 
 @pytest.mark.parametrize(("method", "url", "body"), REQUESTS)
-def test_unreachable_storage_answers_503_with_retry_after_quickly(host, method, url, body):
+def test_unreachable_storage_answers_503_with_retry_after_quickly(make_context, host, method, url, body):
     port = _closed_port()
     connection = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     )
-    previous = context_module.install(Context(load_settings({"AzureWebJobsStorage": connection})))
-    try:
-        started = time.monotonic()
-        response = host.request(method, url, body=body)
-        elapsed = time.monotonic() - started
-    finally:
-        context_module.install(previous)
+    make_context(install=True, AzureWebJobsStorage=connection, GRAPH_DRY_RUN=None)
+    started = time.monotonic()
+    response = host.request(method, url, body=body)
+    elapsed = time.monotonic() - started
     assert_error(response, 503, "storageUnavailable")
     assert int(response.headers["Retry-After"]) > 0
     assert elapsed < 10
 
 
 @pytest.mark.parametrize(("method", "url", "body"), REQUESTS)
-def test_missing_storage_setting_answers_503(host, method, url, body):
-    previous = context_module.install(Context(load_settings({})))
-    try:
-        response = host.request(method, url, body=body)
-    finally:
-        context_module.install(previous)
+def test_missing_storage_setting_answers_503(make_context, host, method, url, body):
+    make_context(install=True, AzureWebJobsStorage=None, GRAPH_DRY_RUN=None)
+    response = host.request(method, url, body=body)
     assert_error(response, 503, "storageUnavailable")
     assert "AzureWebJobsStorage" in body_of(response)["error"]["message"]
 
 
-def test_bad_input_is_refused_before_storage_is_touched(host):
+def test_bad_input_is_refused_before_storage_is_touched(make_context, host):
     """Validation does not need storage: a bad request is a 400 even while storage is down."""
-    previous = context_module.install(Context(load_settings({})))
-    try:
-        assert_error(host.request("POST", "/api/calls", body={"callId": ""}), 400, "invalidCallId")
-    finally:
-        context_module.install(previous)
+    make_context(install=True, AzureWebJobsStorage=None, GRAPH_DRY_RUN=None)
+    assert_error(host.request("POST", "/api/calls", body={"callId": ""}), 400, "invalidCallId")

@@ -14,11 +14,11 @@ from azure.data.tables import AccountSasPermissions, ResourceTypes, generate_acc
 from shared import context as context_module
 from shared.context import Context
 from shared.errors import StorageAccessDenied, StorageMisconfigured, StorageTlsError, StorageUnavailable
-from shared.settings import Settings, StorageSettings, load_settings
+from shared.settings import Settings, StorageSettings
 from shared.storage import Storage
 from tests.azurite import ACCOUNT, KEY
 from tests.host import body_of
-from tests.integration.test_cli import App
+from tests.integration.cli_harness import App
 from tests.integration.test_http_api import assert_error
 
 pytestmark = pytest.mark.integration
@@ -42,12 +42,13 @@ def _api(ctx: Context, host) -> object:
 
 
 @pytest.mark.parametrize("value", MALFORMED)
-def test_a_malformed_connection_string_is_503_naming_the_setting_and_never_quoted(value, host, caplog):
-    settings = load_settings({"AzureWebJobsStorage": value, "GRAPH_DRY_RUN": "true"})
+def test_a_malformed_connection_string_is_503_naming_the_setting_and_never_quoted(value, make_context, host, caplog):
+    ctx = make_context(AzureWebJobsStorage=value)
+    settings = ctx.settings
     assert settings.storage is None and any("AzureWebJobsStorage" in p for p in settings.storage_problems)
 
     with caplog.at_level(logging.ERROR, logger="shared.store"):
-        response = _api(Context(settings), host)
+        response = _api(ctx, host)
 
     assert_error(response, 503, "storageUnavailable")
     message = body_of(response)["error"]["message"]
@@ -78,8 +79,8 @@ def _wrong_key(azurite) -> str:
     return azurite.connection_string.replace(KEY, WRONG_KEY)
 
 
-def test_a_wrong_key_is_a_configuration_error_naming_the_role(azurite, make_settings, host, caplog):
-    ctx = Context(make_settings(AzureWebJobsStorage=_wrong_key(azurite)))
+def test_a_wrong_key_is_a_configuration_error_naming_the_role(azurite, make_context, host, caplog):
+    ctx = make_context(AzureWebJobsStorage=_wrong_key(azurite))
 
     with caplog.at_level(logging.ERROR, logger="shared.storage_faults"):
         response = _api(ctx, host)
@@ -97,14 +98,14 @@ def test_a_wrong_key_is_a_configuration_error_naming_the_role(azurite, make_sett
 
 
 def test_a_certificate_not_verified_is_reported_as_tls_naming_requests_ca_bundle(
-    openid_server, make_settings, monkeypatch, caplog
+    openid_server, make_context, monkeypatch, caplog
 ):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # the server's CA is not trusted
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     url = openid_server.server.url + "/" + ACCOUNT
     connection = f"AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint={url};QueueEndpoint={url};"
-    ctx = Context(make_settings(AzureWebJobsStorage=connection))
+    ctx = make_context(AzureWebJobsStorage=connection)
 
     with caplog.at_level(logging.ERROR, logger="shared.storage_faults"), pytest.raises(StorageTlsError) as raised:
         ctx.storage.table()
@@ -114,15 +115,15 @@ def test_a_certificate_not_verified_is_reported_as_tls_naming_requests_ca_bundle
     assert "TLS" in line and "REQUESTS_CA_BUNDLE" in line and "could not be reached" not in line
 
 
-def test_storage_that_cannot_be_reached_is_still_try_again_later(make_settings):
+def test_storage_that_cannot_be_reached_is_still_try_again_later(make_context):
     connection = f"AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint=http://127.0.0.1:9/{ACCOUNT};QueueEndpoint=http://127.0.0.1:9/{ACCOUNT};"
-    ctx = Context(make_settings(AzureWebJobsStorage=connection))
+    ctx = make_context(AzureWebJobsStorage=connection)
     with pytest.raises(StorageUnavailable) as raised:
         ctx.storage.table()
     assert type(raised.value) is StorageUnavailable and "try again later" in raised.value.message
 
 
-def test_urllib3_at_debug_never_prints_a_sas_signature(azurite, make_settings, caplog):
+def test_urllib3_at_debug_never_prints_a_sas_signature(azurite, make_context, caplog):
     sas = generate_account_sas(
         AzureNamedKeyCredential(ACCOUNT, KEY),
         resource_types=ResourceTypes(service=True, container=True, object=True),
@@ -132,7 +133,7 @@ def test_urllib3_at_debug_never_prints_a_sas_signature(azurite, make_settings, c
     signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
     table_url = f"http://127.0.0.1:{azurite.table_port}/{ACCOUNT}"
     connection = f"TableEndpoint={table_url};QueueEndpoint={table_url};SharedAccessSignature={sas}"
-    ctx = Context(make_settings(AzureWebJobsStorage=connection))
+    ctx = make_context(AzureWebJobsStorage=connection)
 
     with caplog.at_level(logging.DEBUG):
         ctx.storage.table()

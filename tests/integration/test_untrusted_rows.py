@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,13 +20,14 @@ from azure.data.tables import TableClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from shared import context as context_module
 from shared.context import Context
 from shared.fanout import WorkRange
 from shared.keepalive import run_tick, run_work
 from shared.models import call_keys, partition_of
+from tests.conftest import ContextFactory
+from tests.fakes import WorkMessage
 from tests.host import FunctionHost, body_of
-from tests.integration.test_cli import App
+from tests.integration.cli_harness import App
 from tests.standins.fixtures import Standins
 
 pytestmark = pytest.mark.integration
@@ -105,14 +105,8 @@ class Table:
 
 
 @pytest.fixture
-def table(standins: Standins, make_settings, host: FunctionHost) -> Iterator[Table]:
-    environ = {k: v for k, v in standins.environ().items() if k != "AzureWebJobsStorage"}
-    ctx = Context(make_settings(**environ, GRAPH_DRY_RUN="false", KEEPALIVE_CONCURRENCY="8"), sleep=lambda s: None)
-    previous = context_module.install(ctx)
-    try:
-        yield Table(ctx, host)
-    finally:
-        context_module.install(previous)
+def table(make_context: ContextFactory, host: FunctionHost) -> Table:
+    return Table(make_context(graph=True, install=True, KEEPALIVE_CONCURRENCY="8"), host)
 
 
 def keepalives(standins: Standins) -> Counter[str]:
@@ -234,15 +228,7 @@ def test_a_work_range_skips_a_damaged_row_and_completes(table, standins):
     entity = table.damaged("damaged-range", "Metadata", "{oops")
     partitions = tuple(sorted({call_keys("alive-1")[0], entity["PartitionKey"]}))
 
-    class Message:
-        id = "m1"
-        dequeue_count = 1
-
-        @staticmethod
-        def get_body() -> bytes:
-            return WorkRange(partitions, "tick-1").text().encode()
-
-    summary = run_work(table.ctx, Message())
+    summary = run_work(table.ctx, WorkMessage(WorkRange(partitions, "tick-1").text(), id="m1"))
 
     assert summary is not None and summary.complete and summary.skipped == 1
     assert keepalives(standins) == Counter({"alive-1": 1})
@@ -267,17 +253,8 @@ def test_the_api_leaves_a_damaged_row_out_and_never_answers_500(table):
 
 
 @pytest.fixture
-def cli(tmp_path: Path, azurite, storage_names, standins) -> App:
-    values = {
-        **standins.environ(AzureWebJobsStorage=azurite.connection_string),
-        **storage_names,
-        "GRAPH_DRY_RUN": "false",
-        "KEEPALIVE_CONCURRENCY": "4",
-        "REQUESTS_CA_BUNDLE": str(standins.ca_bundle),
-    }
-    app = App(tmp_path, values)
-    app.write_settings()
-    return app
+def cli(make_cli: Callable[..., App]) -> App:
+    return make_cli(KEEPALIVE_CONCURRENCY="4")
 
 
 def test_the_command_line_lists_and_ticks_past_a_damaged_row(cli: App, standins: Standins):

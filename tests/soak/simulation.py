@@ -46,11 +46,10 @@ from urllib.parse import quote
 from shared import context as context_module
 from shared.context import Context
 from shared.keepalive import run_tick
-from shared.ratelimit import RateLimiter
 from shared.settings import load_settings
+from tests.azurite import PrivateAzurite, drain_events, stored_call_ids
+from tests.fakes import START, FakeClock, RecordingSleep
 from tests.host import FunctionHost
-from tests.soak.harness import START, FakeClock, RecordingSleep, drain_events, stored_call_ids, tick_environ
-from tests.soak.private_azurite import PrivateAzurite
 from tests.standins.graph import GraphStandin
 from tests.standins.server import RESET, Reply
 
@@ -200,31 +199,32 @@ class Soak:
         self.sleep = RecordingSleep(keep=False)  # counts, not a list: memory stays flat
         self.progress = progress
         settings = load_settings(
-            tick_environ(
-                environ,
-                AzureWebJobsStorage=storage.connection_string,
-                CALLS_TABLE_NAME=f"soak{table_suffix}",
-                CLEANUP_QUEUE_NAME=f"soak-cleanup-{table_suffix}",
-                KEEPALIVE_WORK_QUEUE_NAME=f"soak-work-{table_suffix}",
-                KEEPALIVE_REQUEST_TIMEOUT=str(config.request_timeout),
-                KEEPALIVE_CONCURRENCY=str(config.concurrency),
-                KEEPALIVE_FANOUT_THRESHOLD=str(10 * config.calls),
-            )
+            {
+                **environ,  # the stand-ins' Graph settings; real (not dry-run) ticks on the private Azurite
+                "GRAPH_DRY_RUN": "false",
+                "AzureWebJobsStorage": storage.connection_string,
+                "CALLS_TABLE_NAME": f"soak{table_suffix}",
+                "CLEANUP_QUEUE_NAME": f"soak-cleanup-{table_suffix}",
+                "KEEPALIVE_WORK_QUEUE_NAME": f"soak-work-{table_suffix}",
+                "KEEPALIVE_REQUEST_TIMEOUT": str(config.request_timeout),
+                "KEEPALIVE_CONCURRENCY": str(config.concurrency),
+                "KEEPALIVE_FANOUT_THRESHOLD": str(10 * config.calls),
+            }
         )
         problems = settings.graph_problems + settings.storage_problems
         if problems:
             raise ValueError(f"soak settings: {problems}")
-        self.ctx = Context(settings, now=self.clock, sleep=self.sleep)
         # The instance's RateLimiter (shared/ratelimit.py) brakes a tenant on 429 and lets it recover over
-        # real seconds, and the context builds it on the real clock. Here a day is simulated: the limiter gets
-        # the simulated clock and sleep, so ticks are 10 minutes apart for it too (a brake has long recovered
-        # by the next tick, as in production) and a tick itself takes no simulated time.
-        if hasattr(self.ctx, "_limiter"):
-            self.ctx._limiter = RateLimiter(
-                settings.tenant_rate,
-                clock=lambda: (self.clock() - START).total_seconds(),
-                sleep=self.sleep,
-            )
+        # real seconds. Here a day is simulated: the limiter gets the simulated clock and sleep, so ticks are
+        # 10 minutes apart for it too (a brake has long recovered by the next tick, as in production) and a
+        # tick itself takes no simulated time.
+        self.ctx = Context(
+            settings,
+            now=self.clock,
+            sleep=self.sleep,
+            pace_clock=lambda: (self.clock() - START).total_seconds(),
+            pace_sleep=self.sleep,
+        )
         self.calls: dict[str, Call] = {}
         self.report = SoakReport(config)
         self._lock = threading.Lock()

@@ -1,9 +1,13 @@
 """pytest fixtures for the stand-ins: `pytest_plugins = ["tests.standins.fixtures"]` in a conftest.
 
-- `standin_servers` (session): the CA, and the identity, Graph and managed-identity stand-ins, started once.
+- `standin_tls` (session): the one test CA of the session, its server certificate and its CA bundle file.
+  Every HTTPS stand-in serves a certificate of this CA, so `REQUESTS_CA_BUNDLE` is always this one file.
+- `standin_servers` (session): the identity, Graph and managed-identity stand-ins, started once.
 - `standins` (function): the same, reset for the test, with `REQUESTS_CA_BUNDLE` pointing at the test CA
   (requests reads it; the app itself is configured only through `Settings`), and helpers to build the
   app's settings mapping.
+- `openid_server` (session) and `openid` (function): the OpenID-configuration stand-in (Graph's notification
+  signing keys) on its own HTTPS server, likewise; a test may ask for both `standins` and `openid`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from shared.settings import Settings, load_settings
 from .graph import GraphStandin
 from .identity import IdentityStandin
 from .managed_identity import ManagedIdentityStandin
+from .openid import OpenIdStandin
 from .server import StandinServer
 from .tls import TestTLS, make_tls
 from .tokens import TokenRegistry
@@ -101,9 +106,23 @@ class Standins:
         ]
 
 
+def _trust(monkeypatch: pytest.MonkeyPatch, tls: TestTLS) -> None:
+    """requests trusts the test CA (one bundle file for every stand-in), and no proxy is in the way."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
 @pytest.fixture(scope="session")
-def standin_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standins]:
-    tls = make_tls(tmp_path_factory.mktemp("standin-tls"))
+def standin_tls(tmp_path_factory: pytest.TempPathFactory) -> TestTLS:
+    """The session's one test CA: every HTTPS stand-in serves its certificate for 127.0.0.1 and localhost."""
+    return make_tls(tmp_path_factory.mktemp("standin-tls"))
+
+
+@pytest.fixture(scope="session")
+def standin_servers(standin_tls: TestTLS) -> Iterator[Standins]:
+    tls = standin_tls
     app_tokens, managed_identity_tokens = TokenRegistry(), TokenRegistry()
     identity = IdentityStandin(
         tokens=app_tokens, federated=managed_identity_tokens, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
@@ -136,10 +155,7 @@ def standin_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standi
 def standins(standin_servers: Standins, monkeypatch: pytest.MonkeyPatch) -> Iterator[Standins]:
     """The stand-ins, reset, with requests trusting the test CA and no proxy or forced region in the way."""
     standin_servers.reset()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(standin_servers.ca_bundle))
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    _trust(monkeypatch, standin_servers.tls)
     for name in (
         "MSAL_FORCE_REGION",
         "IDENTITY_ENDPOINT",
@@ -153,3 +169,36 @@ def standins(standin_servers: Standins, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield standin_servers
     errors = standin_servers.errors()
     assert not errors, f"a stand-in failed: {errors!r}"
+
+
+@dataclass
+class OpenId:
+    standin: OpenIdStandin
+    server: StandinServer
+    tls: TestTLS
+
+    @property
+    def config_url(self) -> str:
+        return self.standin.config_url
+
+
+@pytest.fixture(scope="session")
+def openid_server(standin_tls: TestTLS) -> Iterator[OpenId]:
+    standin = OpenIdStandin()
+    server = StandinServer(standin, standin_tls.server_context).serve_in_thread()
+    standin.base_url = server.url
+    try:
+        yield OpenId(standin, server, standin_tls)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def openid(openid_server: OpenId, monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenIdStandin]:
+    """The stand-in, reset, with requests trusting the test CA (and no proxy in the way)."""
+    openid_server.standin.reset()
+    openid_server.server.errors.clear()
+    _trust(monkeypatch, openid_server.tls)
+    yield openid_server.standin
+    errors = list(openid_server.server.errors)
+    assert not errors, f"the OpenID stand-in failed: {errors!r}"

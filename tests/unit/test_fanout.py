@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shared.context import Context
 from shared.errors import InvalidWorkMessage, StorageUnavailable
 from shared.fanout import ALL_PARTITIONS, MAX_DEQUEUE_COUNT, WorkRange, parse_work, plan_ranges
 from shared.graph import KeepAliveResult
@@ -21,6 +19,7 @@ from shared.models import CallRecord, call_keys
 from shared.settings import load_settings
 from shared.sweep import Sweep, Unsaved
 from shared.writers import BatchWriter
+from tests.fakes import FakeCalls, FakeSender, FakeWriter, WorkMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -104,29 +103,19 @@ def test_host_json_queue_settings_match_the_code():
     }
 
 
-class Message:
-    def __init__(self, body: bytes, dequeue_count: int = 1) -> None:
-        self.id = "message-1"
-        self.dequeue_count = dequeue_count
-        self._body = body
-
-    def get_body(self) -> bytes:
-        return self._body
-
-
-def test_an_invalid_work_message_is_logged_and_dropped_without_touching_anything(caplog):
-    ctx = Context(load_settings({}))  # no storage at all: nothing may be needed
+def test_an_invalid_work_message_is_logged_and_dropped_without_touching_anything(make_context, caplog):
+    ctx = make_context(AzureWebJobsStorage=None, GRAPH_DRY_RUN=None)  # no storage at all: nothing may be needed
     with caplog.at_level(logging.ERROR):
-        assert run_work(ctx, Message(b"not json", dequeue_count=2)) is None
+        assert run_work(ctx, WorkMessage(b"not json", dequeue_count=2)) is None
     [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert "keepalive work message dropped" in error and "dequeueCount=2" in error and "not JSON" in error
 
 
-def test_the_last_try_is_warned_before_the_range_runs(caplog):
-    ctx = Context(load_settings({"GRAPH_DRY_RUN": "true"}))  # storage missing: the run fails after the warning
+def test_the_last_try_is_warned_before_the_range_runs(make_context, caplog):
+    ctx = make_context(AzureWebJobsStorage=None)  # storage missing: the run fails after the warning
     body = WorkRange(("05",), "tick-1").text().encode()
     with caplog.at_level(logging.INFO), pytest.raises(StorageUnavailable):
-        run_work(ctx, Message(body, dequeue_count=MAX_DEQUEUE_COUNT))
+        run_work(ctx, WorkMessage(body, dequeue_count=MAX_DEQUEUE_COUNT))
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "partitions=05" in warning and "tickId=tick-1" in warning and f"dequeueCount={MAX_DEQUEUE_COUNT}" in warning
     assert "last try" in warning and "poison" in warning
@@ -146,23 +135,6 @@ def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
             found.append(f"{prefix}{i}")
         i += 1
     return found
-
-
-class FakeCalls:
-    """Our own CallStore seam: records each update_all batch; fails the ones asked to."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.batches: list[list[str]] = []
-        self.fail = fail
-        self._lock = threading.Lock()
-
-    def update_all(self, changes, changed=None):
-        with self._lock:
-            self.batches.append([r.call_id for r, _ in changes])
-        if self.fail:
-            raise StorageUnavailable("down")
-        assert changed is not None and [c.call_id for c in changed] == [r.call_id for r, _ in changes]
-        return list(changed)
 
 
 def writer(calls: FakeCalls, **options) -> BatchWriter:
@@ -211,27 +183,10 @@ def test_lost_batches_are_reported_by_kind_at_the_flush(caplog):
 
 
 # --- the sweep's counts when writes are lost -----------------------------------------------------------------
-class LosingWriter:
-    def succeeded(self, rec, result, now):
-        return rec
-
-    def failed(self, rec, status, error, now):
-        return rec
-
-    def ended(self, rec, event):
-        raise AssertionError("no call ends here")
-
-    def flush(self):
-        return Unsaved(succeeded=2, failed=0)
-
-
-class OkSender:
-    def keep_alive(self, call_id, tenant_id):
-        return OK
-
-
 def test_outcomes_a_writer_could_not_save_count_as_failures():
-    sweep = Sweep(load_settings({"GRAPH_DRY_RUN": "true"}), OkSender(), LosingWriter(), lambda: NOW)
+    losing = FakeWriter(unsaved=Unsaved(succeeded=2, failed=0))
+    sweep = Sweep(load_settings({"GRAPH_DRY_RUN": "true"}), FakeSender(), losing, lambda: NOW)
     summary = sweep.run([[record("a"), record("b"), record("c")]])
+    assert all(kind == "succeeded" for kind, *_ in losing.ops)  # no call ends here
     assert (summary.calls, summary.succeeded, summary.failed, summary.unsaved) == (3, 1, 2, 2)
     assert " unsaved=2 " in summary.log_text()

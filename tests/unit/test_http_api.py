@@ -14,6 +14,7 @@ from shared import http_api, registry
 from shared.errors import CallNotFound, Conflict, InvalidRequest, PayloadTooLarge, StorageUnavailable
 from shared.http_api import call_location, error_response, handler, read_json
 from shared.models import CallRecord
+from tests.fakes import FakeCalls
 
 RECORD = CallRecord(
     call_id="a b",
@@ -45,18 +46,6 @@ class Untouchable:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"{self._path}() was called")
-
-
-class FakeCalls:
-    """The one method `list_calls` uses, recording what it was asked."""
-
-    def __init__(self, next_token: str | None = None) -> None:
-        self.asked: list[tuple[int, str | None]] = []
-        self.next_token = next_token
-
-    def list_page(self, top: int, token: str | None) -> tuple[list[CallRecord], str | None]:
-        self.asked.append((top, token))
-        return [RECORD], self.next_token
 
 
 class ListContext:
@@ -225,7 +214,7 @@ def test_a_call_id_that_could_never_be_valid_is_not_found_without_a_lookup(handl
 # --- GET /api/calls: top and continuationToken -----------------------------------------------------
 @pytest.mark.parametrize(("raw", "top"), [(None, 100), ("1", 1), ("1000", 1000), ("0042", 42), ("000000100", 100)])
 def test_top_is_an_integer_from_1_to_1000_and_100_by_default(raw, top):
-    calls = FakeCalls()
+    calls = FakeCalls(page=[RECORD])
     params = {} if raw is None else {"top": raw}
     response = http_api.list_calls(ListContext(calls), request("GET", params=params))
     assert response.status_code == 200
@@ -252,7 +241,7 @@ def test_an_empty_continuation_token_is_refused_and_nothing_is_read():
 
 
 def test_the_token_is_handed_to_the_store_and_the_next_link_is_relative_and_percent_encoded():
-    calls = FakeCalls(next_token="eyJ.a+b/c=")
+    calls = FakeCalls(page=[RECORD], next_token="eyJ.a+b/c=")
     response = http_api.list_calls(ListContext(calls), request("GET", params={"top": "5", "continuationToken": "T.1"}))
     assert calls.asked == [(5, "T.1")]
     assert body_of(response) == {
@@ -262,5 +251,5 @@ def test_the_token_is_handed_to_the_store_and_the_next_link_is_relative_and_perc
 
 
 def test_the_last_page_has_no_next_link():
-    response = http_api.list_calls(ListContext(FakeCalls(next_token=None)), request("GET"))
+    response = http_api.list_calls(ListContext(FakeCalls(page=[RECORD], next_token=None)), request("GET"))
     assert "nextLink" not in body_of(response)

@@ -14,8 +14,9 @@ from shared.graph import KeepAliveResult
 from shared.keepalive import check_settings, preflight
 from shared.models import CallRecord
 from shared.settings import load_settings
-from shared.sweep import Sweep, Unsaved
+from shared.sweep import Sweep
 from shared.writers import DryRunSender, DryRunWriter
+from tests.fakes import FakeSender, FakeWriter
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -30,56 +31,6 @@ def record(call_id: str, *, tenant: str | None = TENANT, age_minutes: float = 0,
         last_keepalive_at=None if last_ok_minutes is None else NOW - timedelta(minutes=last_ok_minutes),
         metadata={"m": call_id},
     )
-
-
-class FakeSender:
-    def __init__(self, results: dict[str, KeepAliveResult] | None = None, gate: threading.Event | None = None):
-        self.results = results or {}
-        self.sent: list[tuple[str, str]] = []
-        self.gate = gate
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-
-    def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
-        with self._lock:
-            self.sent.append((call_id, tenant_id))
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        if self.gate is not None:
-            self.gate.wait(5)
-        with self._lock:
-            self.in_flight -= 1
-        return self.results.get(call_id, KeepAliveResult(status=200, attempts=1))
-
-
-class FakeWriter:
-    def __init__(self, fail_on: set[str] | None = None):
-        self.ops: list[tuple] = []
-        self.flushes = 0
-        self.fail_on = fail_on or set()
-        self._lock = threading.Lock()
-
-    def _log(self, *op):
-        if op[1] in self.fail_on:
-            raise StorageUnavailable("down")
-        with self._lock:
-            self.ops.append(op)
-
-    def succeeded(self, rec, result, now):
-        self._log("succeeded", rec.call_id, result.status, now)
-        return rec.with_result(now=now, status=result.status, error=None, ok=True)
-
-    def failed(self, rec, status, error, now):
-        self._log("failed", rec.call_id, status, error)
-        return rec.with_result(now=now, status=status, error=error, ok=False)
-
-    def ended(self, rec, event):
-        self._log("ended", rec.call_id, event)
-
-    def flush(self):
-        self.flushes += 1
-        return Unsaved()
 
 
 def sweep(sender, writer, **settings):

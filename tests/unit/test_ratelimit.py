@@ -12,31 +12,10 @@ from shared.graph import GraphClient
 from shared.ratelimit import BURST_SECONDS, RateLimiter, burst
 from shared.retry import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS
 from shared.settings import load_settings
+from tests.fakes import FakeTime
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
-
-
-class FakeTime:
-    """A clock that only moves when slept on (or advanced); thread-safe."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 def limiter(rate: float, time: FakeTime) -> RateLimiter:
@@ -44,7 +23,7 @@ def limiter(rate: float, time: FakeTime) -> RateLimiter:
 
 
 def test_a_tenant_may_start_with_10_ms_of_its_rate_at_once_then_waits():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(500, time)
     assert burst(500) == 5 and burst(50) == 1  # at least one request
     assert [gate.acquire(TENANT) for _ in range(5)] == [0.0] * 5
@@ -52,7 +31,7 @@ def test_a_tenant_may_start_with_10_ms_of_its_rate_at_once_then_waits():
 
 
 def test_each_tenant_is_paced_at_the_rate_on_its_own():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(20, time)
     started = time.clock()
     for _ in range(101):
@@ -65,7 +44,7 @@ def test_each_tenant_is_paced_at_the_rate_on_its_own():
 
 
 def test_idle_time_refills_the_bucket_up_to_its_burst_only():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(10, time)
     gate.acquire(TENANT)
     time.advance(60)
@@ -74,7 +53,7 @@ def test_idle_time_refills_the_bucket_up_to_its_burst_only():
 
 
 def test_a_sweep_paces_each_tenant_at_its_share_and_sweeps_at_once_add_theirs():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(40, time)  # the whole KEEPALIVE_TENANT_RATE outside a sweep
     assert gate.rate == 40
     with gate.share(10):
@@ -91,7 +70,7 @@ def test_a_sweep_paces_each_tenant_at_its_share_and_sweeps_at_once_add_theirs():
 
 
 def test_the_tenants_of_a_finished_sweep_are_forgotten_unless_braked():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(100, time)
     with gate.share(100):
         gate.acquire(TENANT)
@@ -106,7 +85,7 @@ def test_the_tenants_of_a_finished_sweep_are_forgotten_unless_braked():
 
 
 def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(100, time)
     for _ in range(5):  # five calls in flight answer 429 at once: one halving
         with gate.pause(TENANT, 2.0):
@@ -120,7 +99,7 @@ def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone()
 
 
 def test_a_braked_tenant_goes_at_half_its_share():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(1000, time)
     with gate.share(20):
         with gate.pause(TENANT, 0.0):
@@ -135,7 +114,7 @@ def test_a_braked_tenant_goes_at_half_its_share():
 
 
 def test_the_rate_recovers_step_by_step_without_429():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(100, time)
     for _ in range(3):
         with gate.pause(TENANT, 0.0):
@@ -149,7 +128,7 @@ def test_the_rate_recovers_step_by_step_without_429():
 
 
 def test_the_rate_never_drops_below_the_floor():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(64, time)
     for _ in range(20):
         with gate.pause(TENANT, 0.0):
@@ -172,7 +151,7 @@ def most_in_any_second(times: list[float]) -> int:
 def test_the_budget_holds_under_a_429_with_several_instances():
     """Four instances at a quarter of 400/s each, one of them throttled part way: in any second, never more than
     400 x (1 + 0.01) (a bucket holds 10 ms) + 4 (one request each)."""
-    time = FakeTime()
+    time = FakeTime(1000.0)
     instances = [limiter(400, time) for _ in range(4)]
     shares = [instance.share(100) for instance in instances]
     for share in shares:
@@ -202,7 +181,7 @@ def test_the_budget_holds_under_a_429_with_several_instances():
 
 
 def test_a_slot_booked_before_a_429_is_booked_again_after_the_pause():
-    time = FakeTime()
+    time = FakeTime(1000.0)
     gate = limiter(10, time)
     with gate.share(10):
         gate.acquire(TENANT)  # the bucket is empty now: the next slot is 0.1 s away
