@@ -7,15 +7,12 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from shared.context import Context
 from shared.errors import CallNotFound, Conflict
 from shared.logsafe import safe
 from shared.models import CallRecord
 from shared.store import CallStore
-
-if TYPE_CHECKING:
-    from shared.context import Context
 
 logger = logging.getLogger(__name__)
 
