@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 
 import azure.functions as func  # noqa: E402
 
-from shared import ended as ended_module  # noqa: E402
 from shared import notifications  # noqa: E402
+from shared import recent_ends as ended_module  # noqa: E402
 from shared.context import Context  # noqa: E402
 from shared.models import utc_now  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
@@ -136,7 +136,7 @@ def purge_runs(make: Callable[[], Context], ends: int, runs: int) -> None:
             now = utc_now()
             seed_ends(ctx, ends, oldest, now - (timedelta(hours=48) if "worst" in name else timedelta(0)))
             result: list[int] = []
-            counts, ms = measure(ctx, lambda ctx=ctx, now=now, result=result: result.append(ctx.ended.purge(now)))
+            counts, ms = measure(ctx, lambda ctx=ctx, now=now, result=result: result.append(ctx.recent_ends.purge(now)))
             removed = result[0]
             times.append(ms)
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

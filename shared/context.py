@@ -10,11 +10,11 @@ from datetime import datetime
 
 import requests
 
-from shared.ended import EndedCalls
 from shared.events import CleanupQueue
 from shared.graph import GraphClient, build_session
 from shared.models import utc_now
 from shared.ratelimit import RateLimiter
+from shared.recent_ends import RecentEnds
 from shared.settings import Settings, load_from_environment
 from shared.signing_keys import NotificationKeys
 from shared.storage import RequestHook, Storage
@@ -36,7 +36,7 @@ class Context:
     storage: Storage = field(init=False)
     calls: CallStore = field(init=False)
     cleanup: CleanupQueue = field(init=False)
-    ended: EndedCalls = field(init=False)
+    recent_ends: RecentEnds = field(init=False)
     _notification_keys: NotificationKeys | None = field(init=False, default=None, repr=False)
     _notification_keys_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
@@ -50,7 +50,7 @@ class Context:
         self.storage = Storage(self.settings, self.on_storage_request)
         self.calls = CallStore(self.storage)
         self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
-        self.ended = EndedCalls(self.storage, self.settings.ended_table_name)
+        self.recent_ends = RecentEnds(self.storage, self.settings.ended_table_name)
 
     def session(self) -> requests.Session:
         """One pooled HTTP session for Graph and the identity provider, sized to the concurrency."""

@@ -16,17 +16,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.ended import EndedCalls
 from shared.events import CleanupQueue
 from shared.models import CallRecord
+from shared.recent_ends import RecentEnds
 from shared.store import CallStore
 
 
 def end_call(
-    calls: CallStore, cleanup: CleanupQueue, ended: EndedCalls, record: CallRecord, event: Mapping[str, Any],
+    calls: CallStore, cleanup: CleanupQueue, recent_ends: RecentEnds, record: CallRecord, event: Mapping[str, Any],
     now: datetime,
 ) -> bool:  # fmt: skip
     """Event, then memory, then delete. True when this removed the call; False when it was gone already."""
     cleanup.send(event)
-    ended.remember(record.call_id, tenant_id=event["tenantId"], reason=event["reason"], now=now)
+    recent_ends.remember(record.call_id, tenant_id=event["tenantId"], reason=event["reason"], now=now)
     return calls.delete(record)

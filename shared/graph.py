@@ -96,7 +96,7 @@ class KeepAliveResult:
         return self.status is not None and 200 <= self.status < 300
 
     @property
-    def ended(self) -> bool:
+    def gone(self) -> bool:
         return self.status == 404
 
     def graph_fields(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 from shared.budget import TenantCounts, schedule_interval, warn_if_too_slow
 from shared.context import Context
-from shared.ended import purge_quietly
 from shared.errors import InvalidWorkMessage, RangeIncomplete, SettingsError, StorageUnavailable
 from shared.fanout import (
     MAX_DEQUEUE_COUNT,
@@ -29,6 +28,7 @@ from shared.fanout import (
     parse_work,
     plan_ranges,
 )
+from shared.recent_ends import purge_quietly
 from shared.rows import SkippedRows
 from shared.settings import Settings
 from shared.summary import TickSummary
@@ -63,7 +63,7 @@ def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
         sender, writer = DryRunSender(settings), DryRunWriter()
     else:
         sender = ctx.graph()
-        writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.ended, ctx.now)
+        writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.recent_ends, ctx.now)
     try:
         ctx.storage.table()
         if not dry:
@@ -97,7 +97,7 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
     settings = ctx.settings
     if not settings.dry_run:  # a dry run never fans out: it reports the whole sweep itself
         preflight(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
-        purge_quietly(ctx.ended, ctx.now)  # ends older than 24 hours, a bounded batch per tick
+        purge_quietly(ctx.recent_ends, ctx.now)  # ends older than 24 hours, a bounded batch per tick
         try:
             estimate = estimate_calls(ctx.calls, settings.fanout_threshold, settings.tenant_id)
         except StorageUnavailable:

@@ -227,7 +227,7 @@ class _Counts:
 
 
 def _established(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
-    if ctx.ended.recently_ended(note.call_id, tenant_id, now):
+    if ctx.recent_ends.recently_ended(note.call_id, tenant_id, now):
         logger.info("notification ignored callId=%s reason=ended within 24 hours", safe(note.call_id))
         counts.ignored += 1
         return
@@ -262,13 +262,13 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
         counts.ignored += 1
         return
     if record is None:  # an unknown call: no event, but its end is remembered all the same
-        ctx.ended.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
+        ctx.recent_ends.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
         counts.ignored += 1
         return
     event = call_ended_event(
         record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
     )
-    if end_call(ctx.calls, ctx.cleanup, ctx.ended, record, event, now):
+    if end_call(ctx.calls, ctx.cleanup, ctx.recent_ends, record, event, now):
         logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
         counts.removed += 1
     else:

@@ -60,7 +60,7 @@ def register_explicitly(
 
     Unlike a notification's, it clears the 24-hour memory of the call's end first.
     """
-    ctx.ended.forget(call_id, ctx.now())
+    ctx.recent_ends.forget(call_id, ctx.now())
     record, created = register_call(
         ctx.calls,
         call_id=call_id,

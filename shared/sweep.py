@@ -63,7 +63,7 @@ class Writer(Protocol):
 
     def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None: ...
 
-    def ended(self, record: CallRecord, event: dict[str, Any]) -> None: ...
+    def end(self, record: CallRecord, event: dict[str, Any]) -> None: ...
 
     def flush(self) -> Unsaved: ...
 
@@ -252,11 +252,11 @@ class Sweep:
         started = time.monotonic()
         result = self.sender.keep_alive(record.call_id, tenant_id)
         now = self.now()
-        if result.ended:
+        if result.gone:
             event = call_ended_event(
                 record, tenant_id=tenant_id, detected_at=now, reason="keepAliveNotFound", graph=result.graph_fields()
             )
-            self.writer.ended(record, event)
+            self.writer.end(record, event)
             return CallOutcome(Outcome.ENDED, result.retries)
         if result.ok:
             self.writer.succeeded(record, result, now)

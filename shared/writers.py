@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from shared.ended import EndedCalls
 from shared.ending import end_call
 from shared.errors import KeepAliveError
 from shared.events import CleanupQueue
 from shared.graph import KeepAliveResult
 from shared.logsafe import safe
 from shared.models import CallRecord
+from shared.recent_ends import RecentEnds
 from shared.settings import Settings
 from shared.store import CallStore
 from shared.sweep import PAGE_SIZE, Unsaved
@@ -38,10 +38,12 @@ class StorageWriter:
     """Writes each outcome at once with a conditional update, and events to the cleanup queue, never
     re-creating a deleted call."""
 
-    def __init__(self, calls: CallStore, cleanup: CleanupQueue, ended: EndedCalls, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, calls: CallStore, cleanup: CleanupQueue, recent_ends: RecentEnds, now: Callable[[], datetime]
+    ) -> None:
         self._calls = calls
         self._cleanup = cleanup
-        self._ended = ended
+        self._recent_ends = recent_ends
         self._now = now
 
     def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
@@ -50,8 +52,8 @@ class StorageWriter:
     def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
         return self._calls.update(record, _failure(status, error, now))
 
-    def ended(self, record: CallRecord, event: dict[str, Any]) -> None:
-        end_call(self._calls, self._cleanup, self._ended, record, event, self._now())  # not buffered: at once
+    def end(self, record: CallRecord, event: dict[str, Any]) -> None:
+        end_call(self._calls, self._cleanup, self._recent_ends, record, event, self._now())  # not buffered: at once
 
     def flush(self) -> Unsaved:
         return Unsaved()
@@ -90,13 +92,13 @@ class BatchWriter(StorageWriter):
         self,
         calls: CallStore,
         cleanup: CleanupQueue,
-        ended: EndedCalls,
+        recent_ends: RecentEnds,
         now: Callable[[], datetime],
         *,
         batch_size: int = MAX_OPERATIONS,
         max_buffered: int = 2 * PAGE_SIZE,
     ) -> None:
-        super().__init__(calls, cleanup, ended, now)
+        super().__init__(calls, cleanup, recent_ends, now)
         self._batch_size = max(1, min(batch_size, MAX_OPERATIONS))
         self._max_buffered = max_buffered
         self._lock = threading.Lock()
@@ -171,7 +173,7 @@ class DryRunWriter:
     def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
         return record
 
-    def ended(self, record: CallRecord, event: dict[str, Any]) -> None:
+    def end(self, record: CallRecord, event: dict[str, Any]) -> None:
         logger.info("dry run: would send callEnded and delete callId=%s", safe(record.call_id))
 
     def flush(self) -> Unsaved:

@@ -2,7 +2,7 @@
 
 - Time: `FakeClock` (the app's `now`), `RecordingSleep` (its `sleep`), `FakeTime` (the rate limiter's pair).
 - Storage requests: `RequestCounter` (the storage clients' request hook).
-- Faults at our own seams: `FailingSeam`, `PagesFailingAfter` (around `ctx.calls`, `ctx.cleanup`, `ctx.ended`).
+- Faults at our own seams: `FailingSeam`, `PagesFailingAfter` (around `ctx.calls`, `ctx.cleanup`, `ctx.recent_ends`).
 - Our own protocols, for unit tests: `FakeSender` (a tick's keepAlive sender), `FakeWriter` (its writer),
   `FakeCalls` (the calls table), `FakeMsalApp` (an MSAL confidential client), `WorkMessage` (a queue message).
 """
@@ -119,7 +119,7 @@ class RequestCounter:
 
 # --- faults at our own seams ---------------------------------------------------------------------------
 class FailingSeam:
-    """A stand-in for one of the context's seams (`ctx.calls`, `ctx.cleanup`, `ctx.ended`).
+    """A stand-in for one of the context's seams (`ctx.calls`, `ctx.cleanup`, `ctx.recent_ends`).
 
     Every attribute is the real one, except `method`, which raises `StorageUnavailable` while
     `failures` remain and `when(*args, **kwargs)` holds; then it calls through. Thread-safe.
@@ -234,7 +234,7 @@ class FakeWriter:
         self._log("failed", rec.call_id, status, error)
         return rec.with_result(now=now, status=status, error=error, ok=False)
 
-    def ended(self, rec: CallRecord, event: dict[str, Any]) -> None:
+    def end(self, rec: CallRecord, event: dict[str, Any]) -> None:
         self._log("ended", rec.call_id, event)
 
     def flush(self) -> Unsaved:

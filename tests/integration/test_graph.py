@@ -83,7 +83,7 @@ def test_2xx_is_success_with_one_request(standins: Standins, harness: Callable[.
 
     result = h.keep_alive(call_id)
 
-    assert result.ok and not result.ended
+    assert result.ok and not result.gone
     assert (result.status, result.error, result.attempts, result.retries) == (status, None, 1, 0)
     assert h.waits == []
     [sent] = standins.graph.requests_for(call_id)
@@ -117,7 +117,7 @@ def test_404_means_ended_after_one_request(standins: Standins, harness: Callable
 
     result = h.keep_alive(call_id)
 
-    assert result.ended and not result.ok
+    assert result.gone and not result.ok
     assert (result.status, result.error, result.attempts, result.retries) == (404, "404 itemNotFound", 1, 0)
     assert result.code == "itemNotFound" and result.message == "Not Found"
     [sent] = standins.graph.requests_for(call_id)
@@ -204,7 +204,7 @@ def test_persistent_timeout_fails_without_status(standins: Standins, harness: Ca
     result = h.keep_alive(call_id)
 
     assert (result.status, result.error, result.attempts, result.retries) == (None, "timeout", 4, 3)
-    assert not result.ok and not result.ended
+    assert not result.ok and not result.gone
 
 
 def test_connection_reset_is_retried(standins: Standins, harness: Callable[..., Harness]) -> None:
@@ -314,7 +314,7 @@ def test_other_errors_are_one_request(standins: Standins, harness: Callable[...,
     result = h.keep_alive(call_id)
 
     assert (result.status, result.attempts, result.retries) == (status, 1, 0)
-    assert not result.ok and not result.ended
+    assert not result.ok and not result.gone
     assert result.error is not None and result.error.startswith(f"{status} ")
     assert h.waits == []
 

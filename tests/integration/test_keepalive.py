@@ -158,7 +158,7 @@ def test_404_sends_the_event_then_deletes_the_call(tick, standins: Standins, tab
     assert event["metadata"] == {"meeting": "standup"}
     entity = t.ctx.storage.table().list_entities()
     assert len(list(entity)) == 1
-    assert t.ctx.ended.recently_ended("ended-1", standins.tenant, utc_now())
+    assert t.ctx.recent_ends.recently_ended("ended-1", standins.tenant, utc_now())
 
 
 def test_event_id_is_stable_for_a_registration_and_new_for_the_next(tick, standins: Standins):

@@ -111,7 +111,7 @@ def test_an_end_under_one_tenant_never_blocks_another(app):
 
 
 def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
-    ended = app.context.ended
+    ended = app.context.recent_ends
     table = app.context.settings.ended_table_name
     start = app.clock()
     for i in range(250):
@@ -136,11 +136,11 @@ def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
 
 
 def test_the_timer_purges_what_is_older_than_24_hours(app, host):
-    app.context.ended.remember("gone", tenant_id=TENANT, reason="terminatedNotification", now=app.clock())
+    app.context.recent_ends.remember("gone", tenant_id=TENANT, reason="terminatedNotification", now=app.clock())
     app.clock.advance(hours=24, minutes=1)
-    from shared.ended import purge_quietly
+    from shared.recent_ends import purge_quietly
 
-    purge_quietly(app.context.ended, app.context.now)
+    purge_quietly(app.context.recent_ends, app.context.now)
     assert app.entities(app.context.settings.ended_table_name) == []
 
 

@@ -102,12 +102,12 @@ def test_retry_after_against_a_naive_clock() -> None:
 
 # --- KeepAliveResult ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("status", "ok", "ended"),
+    ("status", "ok", "gone"),
     [(200, True, False), (204, True, False), (404, False, True), (401, False, False), (None, False, False)],
 )
-def test_keep_alive_result_properties(status: int | None, ok: bool, ended: bool) -> None:
+def test_keep_alive_result_properties(status: int | None, ok: bool, gone: bool) -> None:
     result = KeepAliveResult(status=status)
-    assert (result.ok, result.ended) == (ok, ended)
+    assert (result.ok, result.gone) == (ok, gone)
 
 
 # --- URL, session -----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_missing_certificate_file(tmp_path: Path) -> None:
 
 def test_not_sent_is_neither_success_nor_failure() -> None:
     result = KeepAliveResult.not_sent()
-    assert (result.sent, result.ok, result.ended, result.status, result.attempts) == (False, False, False, None, 0)
+    assert (result.sent, result.ok, result.gone, result.status, result.attempts) == (False, False, False, None, 0)
     assert KeepAliveResult(status=None, error="token: invalid_client").sent  # a token failure is a failure
 
 

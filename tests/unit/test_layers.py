@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engine", {"keepalive", "sweep", "writers", "ending", "registry", "fanout", "budget", "context"}),
     (
         "store and Graph",
-        {"storage", "store", "rows", "ended", "events", "tablewire", "storage_faults", "graph", "retry",
+        {"storage", "store", "rows", "recent_ends", "events", "tablewire", "storage_faults", "graph", "retry",
          "ratelimit", "tokens", "signing_keys", "telemetry"},
     ),
     ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe",

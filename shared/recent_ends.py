@@ -53,7 +53,7 @@ def _prefix_range(call_id: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + "."  # "." follows "-": every RowKey of this callId sorts in between
 
 
-class EndedCalls:
+class RecentEnds:
     """Ends remembered for `ENDED_MEMORY` per (tenant, callId), in their own table."""
 
     def __init__(self, storage: Storage, table_name: str) -> None:
@@ -144,10 +144,10 @@ def _delete(table: TableClient, rows: Sequence[Any]) -> int:
     return len(rows)
 
 
-def purge_quietly(ended: EndedCalls, now: Callable[[], datetime]) -> None:
+def purge_quietly(recent_ends: RecentEnds, now: Callable[[], datetime]) -> None:
     """The timer's purge: logged, never failing the tick (what it cannot remove waits for the next one)."""
     try:
-        removed = ended.purge(now())
+        removed = recent_ends.purge(now())
     except KeepAliveError as error:
         logger.warning("ended calls not purged error=%s; the next tick tries again", type(error).__name__)
         return
