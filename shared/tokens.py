@@ -45,6 +45,11 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 CERTIFICATE_SETTING = "GRAPH_CLIENT_CERTIFICATE_PATH"
+# A token handed out is handed out again for up to this long without asking MSAL (whose cache lookup,
+# under a lock per tenant, costs more than the rest of a keepAlive's own Python), unless it expires
+# within EXPIRY_MARGIN of that. invalidate() drops it like MSAL's copy.
+RECENT_SECONDS = 60.0
+EXPIRY_MARGIN = 300.0
 _MAX_PEM_BYTES = 1 << 20
 _KEY_BLOCK = re.compile(rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL)
 _CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
@@ -173,6 +178,7 @@ class TokenProvider:
         self._apps: dict[str, Any] = {}
         self._failures: dict[str, tuple[float, TokenError]] = {}  # tenant -> (until, error)
         self._issued: dict[str, str] = {}  # tenant -> digest of the token last handed out
+        self._recent: dict[str, tuple[str, float]] = {}  # tenant -> (token, clock() until which it is reused)
         self._failure_ttl = failure_ttl
         self._clock = clock
 
@@ -194,19 +200,25 @@ class TokenProvider:
         identity provider, so a wrong credential costs one token request per tenant, not one per call.
         """
         tenant = tenant_id.lower()
+        recent = self._recent.get(tenant)
+        if recent is not None and self._clock() < recent[1]:
+            return recent[0]
         with self._lock_for(tenant):
             remembered = self._failures.get(tenant)
             if remembered is not None and self._clock() < remembered[0]:
                 known = remembered[1]
                 raise TokenError(str(known), tenant_id=tenant, code=known.code)
             try:
-                token = self._acquire(tenant)
+                token, expires_in = self._acquire(tenant)
             except TokenError as exc:
                 self._failures[tenant] = (self._clock() + self._failure_ttl, exc)
                 logger.error("graph token failed tenantId=%s error=%s detail=%s", tenant, exc.code, exc)
                 raise
             self._failures.pop(tenant, None)
             self._issued[tenant] = _digest(token)
+            reuse = min(RECENT_SECONDS, expires_in - EXPIRY_MARGIN) if expires_in is not None else 0.0
+            if reuse > 0:
+                self._recent[tenant] = (token, self._clock() + reuse)
             return token
 
     def invalidate(self, tenant_id: str, token: str | None = None) -> None:
@@ -221,6 +233,7 @@ class TokenProvider:
                 return
             self._failures.pop(tenant, None)
             self._issued.pop(tenant, None)
+            self._recent.pop(tenant, None)
             app = self._apps.get(tenant)
             if app is not None:
                 app.remove_tokens_for_client()
@@ -234,8 +247,8 @@ class TokenProvider:
                 lock = self._locks[tenant] = threading.Lock()
             return lock
 
-    def _acquire(self, tenant: str) -> str:
-        """A token from MSAL: from its cache while one is valid, else from the identity provider."""
+    def _acquire(self, tenant: str) -> tuple[str, float | None]:
+        """A token from MSAL, and the seconds it is valid for (None when MSAL does not say)."""
         try:
             app = self._apps.get(tenant)
             if app is None:
@@ -257,7 +270,8 @@ class TokenProvider:
         token = result["access_token"]
         if not isinstance(token, str):
             raise TokenError(f"no_token: no access token for tenant {tenant}", tenant_id=tenant, code="no_token")
-        return token
+        expires_in = result.get("expires_in")
+        return token, float(expires_in) if isinstance(expires_in, int | float) else None
 
     def _build_app(self, tenant: str) -> Any:
         settings = self._settings
