@@ -85,7 +85,7 @@ class BatchWriter(StorageWriter):
     - Each replace is conditional on the ETag the call was read with. A transaction refused because a
       call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
       so a deleted call stays deleted and a changed one is updated on a fresh read.
-    - The 404 path is not buffered: the event is sent, then the call deleted, at once (StorageWriter).
+    - The 404 path is not buffered: `ending.end_call` (event, memory, delete) runs at once (StorageWriter).
     """
 
     def __init__(

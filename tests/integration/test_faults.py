@@ -267,6 +267,28 @@ def test_queue_failing_at_our_seam_when_a_404_arrives_keeps_the_call(keepalive, 
     assert [e["eventId"] for e in drain_events(ctx)] == [records["gone"].registration_id]
 
 
+def test_the_memory_of_the_end_failing_keeps_the_call_and_repeats_the_event(keepalive, standins: Standins) -> None:
+    """One failure policy for ending a call (shared/ending.py), the tick's as the notifications': the call is
+    deleted only after its end is remembered, so a late `established` cannot bring it back."""
+    clock = FakeClock()
+    ctx = keepalive(clock)
+    records = register(ctx, "gone")
+    standins.graph.script("gone", 404, 404)
+    ctx.recent_ends = FailingSeam(ctx.recent_ends, "remember")
+
+    first = run_tick(ctx)
+    assert (first.ended, first.failed) == (0, 1)
+    assert sorted(records_by_id(ctx)) == ["gone"]  # not deleted before its end is remembered
+    assert not ctx.recent_ends.recently_ended("gone", TENANT, clock())
+
+    clock.advance(minutes=10)
+    second = run_tick(ctx)
+    assert second.ended == 1 and records_by_id(ctx) == {}
+    assert ctx.recent_ends.recently_ended("gone", TENANT, clock())
+    events = drain_events(ctx)
+    assert [e["eventId"] for e in events] == [records["gone"].registration_id] * 2  # repeated, never lost
+
+
 # --- delete failing after the event ----------------------------------------------------------------
 def test_delete_failing_after_the_event_repeats_the_event_with_the_same_event_id(keepalive, standins: Standins) -> None:
     clock = FakeClock()
