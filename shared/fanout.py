@@ -1,6 +1,6 @@
 """Fan-out: above `KEEPALIVE_FANOUT_THRESHOLD` calls the timer splits the sweep into work messages.
 
-    timer ── count keys only, stop past the threshold ── above? ── plan_ranges ── one message per range
+    timer ── count calls, stop past the threshold ── above? ── plan_ranges ── one message per range
     queue trigger `keepalive_work` ── parse_work ── re-read the range's partitions ── the same Sweep
 
 A message names partitions ("00".."63", see models.partition_of), never calls: the queue function
@@ -159,7 +159,7 @@ class Estimate:
 def estimate_calls(calls: CallStore, threshold: int, default_tenant: str | None = None) -> Estimate | None:
     """None when the table holds at most `threshold` calls; else an estimate of the table and its largest tenant.
 
-    Reads at most `threshold` + one page of keys of the table, then one partition of the 64 (calls spread
+    Reads at most `threshold` + one page of the table's rows, then one partition of the 64 (calls spread
     evenly over them): its calls, counted per tenant, times 64. Not a full read of the table.
     """
     counted = calls.count(more_than=threshold)

@@ -183,16 +183,18 @@ class GraphClient:
             if self._gate is not None:
                 self._gate.acquire(tenant_id)
             answer = self._send(url, token, client_request_id)
-            logger.debug(
-                "graph keepalive callId=%s tenantId=%s status=%s error=%s attempt=%d clientRequestId=%s requestId=%s",
-                safe(call_id),
-                tenant_id,
-                answer.status,
-                answer.error(),
-                attempts,
-                client_request_id,
-                answer.request_id,
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost CPU on every request: only when shown
+                logger.debug(
+                    "graph keepalive callId=%s tenantId=%s status=%s error=%s attempt=%d clientRequestId=%s "
+                    "requestId=%s",
+                    safe(call_id),
+                    tenant_id,
+                    answer.status,
+                    answer.error(),
+                    attempts,
+                    client_request_id,
+                    answer.request_id,
+                )
             if answer.status is not None and 200 <= answer.status < 300:
                 return self._result(answer, client_request_id, attempts, retries)
             if answer.status == 401 and not refreshed:

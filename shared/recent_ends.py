@@ -13,7 +13,8 @@ Table layout (the table named by `Settings.ended_table_name`):
 A lookup reads at most two rows (today's and yesterday's partition). `purge` removes what is older than
 24 hours: whole partitions before yesterday (the layout of earlier versions, `00`..`63`, sorts before
 `d` and goes the same way), and yesterday's expired rows, at most `PURGE_BATCHES` batches of 100 per
-call: each batch is one query and one entity group transaction. The timer calls it once per tick, so
+call: each batch is a query and a transaction per day partition it spans (rows deleted one by one when
+a transaction is refused), so about 20 requests per tick. The timer calls it once per tick, so
 the table holds about one day of ends (plus what a tick could not purge, caught up by the next ones).
 """
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 ENDED_MEMORY = timedelta(hours=24)
 PURGE_BATCH = 100  # Table Storage's most operations in one entity group transaction
-PURGE_BATCHES = 10  # batches per purge: at most 1,000 rows and 20 requests per tick
+PURGE_BATCHES = 10  # batches per purge: at most 1,000 rows, about 20 requests per tick
 _KEYS = ["PartitionKey", "RowKey"]
 
 

@@ -162,22 +162,20 @@ class CallStore:
     def update_all(
         self,
         changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
-        changed: Sequence[CallRecord] | None = None,
+        changed: Sequence[CallRecord],
     ) -> list[CallRecord | None]:
         """`update` for calls of one partition (at most 100) at once: one entity group transaction.
 
         Each replace is conditional on the ETag the call was read with, and the transaction is all or
         nothing. When it is refused (a call was changed or deleted meanwhile), the same changes go
         one by one through `update`, which re-reads a changed call and never re-creates a deleted one.
-        `changed`: each change applied to its record already, when the caller has it. Returns, in order,
+        `changed`: each change applied to its record already (computed once by the caller). Returns, in order,
         what `update` would: the stored record, or None when the call is gone.
         """
         if len(changes) > MAX_OPERATIONS or len({record.keys[0] for record, _ in changes}) > 1:
             raise ValueError(f"update_all takes at most {MAX_OPERATIONS} calls of one partition")
         if len(changes) <= 1 or any(record.etag is None for record, _ in changes):
             return [self.update(record, change) for record, change in changes]
-        if changed is None:
-            changed = [change(record) for record, change in changes]
         writes = [(new.to_entity(), record.etag or "") for (record, _), new in zip(changes, changed, strict=True)]
         etags: list[str | None] | None = None
         try:

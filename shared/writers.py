@@ -1,7 +1,7 @@
 """What a sweep changes: the writers of its outcomes, and the dry run's sender and writer.
 
-- `StorageWriter`: each outcome at once, with a conditional update that never re-creates a deleted call.
-- `BatchWriter`: successes and failures buffered per partition and written as entity group transactions.
+- `BatchWriter`: successes and failures buffered per partition and written as entity group transactions,
+  each replace conditional on the ETag the call was read with, so a deleted call is never re-created.
 - An ended call goes through `ending.end_call` at once (event, memory, delete), never buffered.
 - `DryRunWriter` and `DryRunSender` change and send nothing; they log what a real tick would do.
 """
@@ -34,31 +34,6 @@ logger = logging.getLogger(__name__)
 FLUSH_THREADS = 8  # transactions written at once by a BatchWriter
 
 
-class StorageWriter:
-    """Writes each outcome at once with a conditional update, and events to the cleanup queue, never
-    re-creating a deleted call."""
-
-    def __init__(
-        self, calls: CallStore, cleanup: CleanupQueue, recent_ends: RecentEnds, now: Callable[[], datetime]
-    ) -> None:
-        self._calls = calls
-        self._cleanup = cleanup
-        self._recent_ends = recent_ends
-        self._now = now
-
-    def succeeded(self, record: CallRecord, result: KeepAliveResult, now: datetime) -> CallRecord | None:
-        return self._calls.update(record, _success(result, now))
-
-    def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
-        return self._calls.update(record, _failure(status, error, now))
-
-    def end(self, record: CallRecord, event: dict[str, Any]) -> None:
-        end_call(self._calls, self._cleanup, self._recent_ends, record, event, self._now())  # not buffered: at once
-
-    def flush(self) -> Unsaved:
-        return Unsaved()
-
-
 def _success(result: KeepAliveResult, now: datetime) -> Callable[[CallRecord], CallRecord]:
     return lambda r: r.with_result(now=now, status=result.status, error=None, ok=True)
 
@@ -75,7 +50,7 @@ class _Pending:
     ok: bool
 
 
-class BatchWriter(StorageWriter):
+class BatchWriter:
     """Buffers successes and failures per partition and writes them as entity group transactions.
 
     - A partition's buffer is written once it holds `batch_size` (100, the service's most) outcomes, by the
@@ -85,7 +60,7 @@ class BatchWriter(StorageWriter):
     - Each replace is conditional on the ETag the call was read with. A transaction refused because a
       call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
       so a deleted call stays deleted and a changed one is updated on a fresh read.
-    - The 404 path is not buffered: `ending.end_call` (event, memory, delete) runs at once (StorageWriter).
+    - The 404 path is not buffered: `ending.end_call` (event, memory, delete) runs at once.
     """
 
     def __init__(
@@ -98,7 +73,10 @@ class BatchWriter(StorageWriter):
         batch_size: int = MAX_OPERATIONS,
         max_buffered: int = 2 * PAGE_SIZE,
     ) -> None:
-        super().__init__(calls, cleanup, recent_ends, now)
+        self._calls = calls
+        self._cleanup = cleanup
+        self._recent_ends = recent_ends
+        self._now = now
         self._batch_size = max(1, min(batch_size, MAX_OPERATIONS))
         self._max_buffered = max_buffered
         self._lock = threading.Lock()
@@ -113,6 +91,9 @@ class BatchWriter(StorageWriter):
     def failed(self, record: CallRecord, status: int | None, error: str | None, now: datetime) -> CallRecord | None:
         change = _failure(status, error, now)
         return self._buffer(_Pending(record, change, change(record), False))
+
+    def end(self, record: CallRecord, event: dict[str, Any]) -> None:
+        end_call(self._calls, self._cleanup, self._recent_ends, record, event, self._now())
 
     def flush(self) -> Unsaved:
         with self._lock:
