@@ -114,6 +114,11 @@ param cleanupQueueName string = 'call-cleanup'
 @maxLength(63)
 param keepAliveWorkQueueName string = 'keepalive-work'
 
+@description('CALL_EVENTS_QUEUE_NAME: internal queue through which callEnded events reach the Event Grid topic.')
+@minLength(3)
+@maxLength(63)
+param callEventsQueueName string = 'call-events'
+
 @description('KEEPALIVE_SCHEDULE: NCRONTAB of the keep-alive timer.')
 param keepAliveSchedule string = '0 */10 * * * *'
 
@@ -209,6 +214,9 @@ var contractAppSettings = {
   KEEPALIVE_AT_RISK_MINUTES: string(keepAliveAtRiskMinutes)
   KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
   KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
+  CALL_EVENTS_QUEUE_NAME: callEventsQueueName
+  // Empty (unset) until the optional Event Grid topic is deployed: then callEnded events are published there.
+  CALL_EVENTS_TOPIC_ENDPOINT: ''
   KEEPALIVE_TENANT_RATE: string(keepAliveTenantRate)
   GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
   GRAPH_CLIENT_ID: graphClientId

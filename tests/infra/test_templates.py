@@ -47,6 +47,8 @@ REQUIRED_SETTINGS = {
     "KEEPALIVE_AT_RISK_MINUTES",
     "KEEPALIVE_FANOUT_THRESHOLD",
     "KEEPALIVE_WORK_QUEUE_NAME",
+    "CALL_EVENTS_QUEUE_NAME",
+    "CALL_EVENTS_TOPIC_ENDPOINT",
     "GRAPH_TENANT_ID",
     "GRAPH_CLIENT_ID",
     "GRAPH_CLIENT_SECRET",
@@ -65,7 +67,9 @@ REQUIRED_SETTINGS = {
 # - GRAPH_CLIENT_CERTIFICATE_PATH: a PEM file path is for local or dedicated hosting; a Flex Consumption app
 #   runs from a read-only package with no certificate store, so in Azure the credential is the federated
 #   credential (GRAPH_MANAGED_IDENTITY_CLIENT_ID) or a Key Vault reference (GRAPH_CLIENT_SECRET).
-OMITTED_SETTINGS = {"AzureWebJobsStorage", "GRAPH_CLIENT_CERTIFICATE_PATH"}
+# - CALL_EVENTS_TOPIC_KEY: the Bicep topic disables local (key) authentication, so the app publishes with
+#   Microsoft Entra ID as its storage identity; a key is only for local runs and stand-ins.
+OMITTED_SETTINGS = {"AzureWebJobsStorage", "GRAPH_CLIENT_CERTIFICATE_PATH", "CALL_EVENTS_TOPIC_KEY"}
 
 ROLE_IDS = {
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
