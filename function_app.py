@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import http_api, keepalive, notifications
+from shared import call_events, http_api, keepalive, notifications
 from shared.context import get_context
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -41,3 +41,8 @@ def keepalive_tick(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="%KEEPALIVE_WORK_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def keepalive_work(msg: func.QueueMessage) -> None:
     keepalive.run_work(get_context(), msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%CALL_EVENTS_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def publish_call_event(msg: func.QueueMessage) -> None:
+    call_events.publish_message(get_context(), msg)

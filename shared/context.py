@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
+from azure.core.credentials import AzureKeyCredential, TokenCredential
 
-from shared.events import CleanupQueue
+from shared import topic as topic_module
+from shared.errors import SettingsError
+from shared.events import CallEventsQueue, CleanupQueue
 from shared.graph import GraphClient, build_session
 from shared.models import utc_now
 from shared.ratelimit import RateLimiter
@@ -33,9 +36,11 @@ class Context:
     pace_clock: Callable[[], float] = time.monotonic  # the rate limiter's clock and sleep (tests inject a fake pair)
     pace_sleep: Callable[[float], None] = time.sleep
     on_storage_request: RequestHook | None = None  # told of each storage request (benchmarks and tests count them)
+    topic_credential: AzureKeyCredential | TokenCredential | None = None  # the topic's; None: from the settings
     storage: Storage = field(init=False)
     calls: CallStore = field(init=False)
     cleanup: CleanupQueue = field(init=False)
+    call_events: CallEventsQueue | None = field(init=False)  # None without CALL_EVENTS_TOPIC_ENDPOINT: nothing written
     recent_ends: RecentEnds = field(init=False)
     _notification_keys: NotificationKeys | None = field(init=False, default=None, repr=False)
     _notification_keys_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
@@ -45,11 +50,13 @@ class Context:
     _tokens: TokenProvider | None = field(init=False, default=None, repr=False)
     _graph: GraphClient | None = field(init=False, default=None, repr=False)
     _limiter: RateLimiter | None = field(init=False, default=None, repr=False)
+    _topic: topic_module.Topic | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.storage = Storage(self.settings, self.on_storage_request)
         self.calls = CallStore(self.storage)
         self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
+        self.call_events = CallEventsQueue(self.storage, self.settings) if self.settings.events_enabled else None
         self.recent_ends = RecentEnds(self.storage, self.settings.ended_table_name)
 
     def session(self) -> requests.Session:
@@ -85,6 +92,18 @@ class Context:
             if self._graph is None:
                 self._graph = GraphClient(self.settings, session, tokens, sleep=self.sleep, now=self.now, gate=limiter)
             return self._graph
+
+    def topic(self) -> topic_module.Topic:
+        """The Event Grid topic's client, built on first use and kept for the life of the process (its connections
+        and its token). `SettingsError` when CALL_EVENTS_TOPIC_ENDPOINT or its credential is not usable."""
+        settings = self.settings
+        with self._lock:
+            if self._topic is None:
+                if settings.events_topic_endpoint is None or settings.events_topic_problems:
+                    raise SettingsError(settings.events_topic_problems or ("CALL_EVENTS_TOPIC_ENDPOINT is not set",))
+                credential = self.topic_credential or topic_module.credential(settings)
+                self._topic = topic_module.Topic(settings.events_topic_endpoint, credential)
+            return self._topic
 
     def notification_keys(self) -> NotificationKeys:
         """The signing keys of Graph's notification tokens, cached for the life of the process (built on first use)."""

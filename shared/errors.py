@@ -21,6 +21,9 @@ KeepAliveError
 ├── KeysUnavailable                the notification signing keys could not be fetched or read
 ├── InvalidWorkMessage             a fan-out work message that is not ours: logged and dropped
 ├── RangeIncomplete                a work range's sweep did not finish: the queue delivers it again
+├── InvalidCallEvent               a call-events message that is not a callEnded event: moved to poison
+├── TopicUnavailable(status, code) the topic answered 401/403/408/429/5xx, or no answer: the queue delivers it again
+├── TopicRefused(status, code)     the topic refused the event (any other answer): moved to poison
 ├── InvalidAuthenticationString    APPLICATIONINSIGHTS_AUTHENTICATION_STRING is not `Authorization=AAD[;ClientId=]`
 └── UsageError(usage, prog)        bad command-line usage (so `--json` can answer it)
 
@@ -160,6 +163,26 @@ class InvalidWorkMessage(KeepAliveError):
 
 class RangeIncomplete(KeepAliveError):
     """A work range whose sweep could not finish: raised so that the host delivers the message again."""
+
+
+class InvalidCallEvent(KeepAliveError):
+    """A message of CALL_EVENTS_QUEUE_NAME that is not a `callEnded` event the app wrote; the text says why."""
+
+
+class _TopicError(KeepAliveError):
+    def __init__(self, message: str, *, status: int | None, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class TopicUnavailable(_TopicError):
+    """The Event Grid topic could not take the event now (401, 403, 408, 429, 5xx, a timeout, no connection, no
+    token): raised out of the queue function so that the host delivers the message again."""
+
+
+class TopicRefused(_TopicError):
+    """The Event Grid topic answered with any other error status: sending the same event again cannot help."""
 
 
 class InvalidAuthenticationString(KeepAliveError):

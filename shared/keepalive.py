@@ -63,7 +63,9 @@ def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
         sender, writer = DryRunSender(settings), DryRunWriter()
     else:
         sender = ctx.graph()
-        writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.recent_ends, ctx.now)
+        writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, ctx.now)
+        if settings.events_problems:  # they do not stop this tick (see shared/settings.py), but they are named
+            logger.error("call events not published: invalid settings: %s", "; ".join(settings.events_problems))
     try:
         ctx.storage.table()
         if not dry:

@@ -268,7 +268,7 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
     event = call_ended_event(
         record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
     )
-    if end_call(ctx.calls, ctx.cleanup, ctx.recent_ends, record, event, now):
+    if end_call(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, record, event, now):
         logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
         counts.removed += 1
     else:

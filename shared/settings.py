@@ -1,9 +1,20 @@
 """The app's settings: the only module that reads the environment.
 
 `load_settings(environ)` never raises. It applies the contract's defaults and records every bad
-setting by name, in two groups, so that a broken Graph or tuning setting leaves the HTTP API working
+setting by name, in groups, so that a broken Graph or tuning setting leaves the HTTP API working
 (`graph_problems`) while storage problems make the API answer `503 storageUnavailable`
-(`storage_problems`).
+(`storage_problems`). The call-events settings (`CALL_EVENTS_*`) have groups of their own, since the
+HTTP API never reads them and a bad one must never drop an event:
+
+- `events_queue_problems` (`CALL_EVENTS_QUEUE_NAME` invalid, or the name of another queue): with a topic
+  set, ending a call cannot write its event, so ending stops: the tick does not run (it is among
+  `problems()`) and a `terminated` notification answers `503` naming the setting. Without a topic the tick
+  runs and logs them. The queue function never consumes a message while they stand (it may be another
+  queue's): it fails the invocation, so the message stays where it is.
+- `events_topic_problems` (`CALL_EVENTS_TOPIC_ENDPOINT` not an https URL, or neither `CALL_EVENTS_TOPIC_KEY`
+  nor `AzureWebJobsStorage__clientId`): ending goes on and puts every event on the events queue (nothing is
+  lost); the tick logs them, and the queue function moves each message to `<name>-poison` with an ERROR
+  naming them, for an operator to resend once the setting is fixed.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from shared.connection_string import connection_string_problem
@@ -21,6 +33,7 @@ DEFAULT_SCHEDULE = "0 */10 * * * *"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}\Z")
 _QUEUE_NAME_RE = re.compile(r"^(?=.{3,63}\Z)[a-z0-9]+(-[a-z0-9]+)*\Z")
+_EVENTS_QUEUE_NAME_RE = re.compile(r"^(?=.{3,56}\Z)[a-z0-9]+(-[a-z0-9]+)*\Z")  # `<name>-poison` is a queue name too
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -85,9 +98,16 @@ class Settings:
     appinsights_connection_string: str | None = field(default=None, repr=False)  # APPLICATIONINSIGHTS_CONNECTION_STRING
     appinsights_authentication_string: str | None = None  # APPLICATIONINSIGHTS_AUTHENTICATION_STRING
     worker_telemetry: bool = False  # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true: the worker sets up the distro
+    events_enabled: bool = False  # CALL_EVENTS_TOPIC_ENDPOINT is set (even when invalid: events are then kept)
+    events_topic_endpoint: str | None = None  # the endpoint when it is valid
+    events_topic_key: str | None = field(default=None, repr=False)  # CALL_EVENTS_TOPIC_KEY
+    events_identity_client_id: str | None = None  # AzureWebJobsStorage__clientId: the Entra identity without a key
+    events_queue_name: str = "call-events"
     storage_problems: tuple[str, ...] = ()
     tuning_problems: tuple[str, ...] = ()
     credential_problems: tuple[str, ...] = ()
+    events_queue_problems: tuple[str, ...] = ()
+    events_topic_problems: tuple[str, ...] = ()
 
     @property
     def graph_problems(self) -> tuple[str, ...]:
@@ -95,7 +115,20 @@ class Settings:
         return self.problems(dry_run=self.dry_run)
 
     def problems(self, *, dry_run: bool) -> tuple[str, ...]:
-        return self.tuning_problems + (() if dry_run else self.credential_problems)
+        """What stops a tick. A real one also stops on an events queue it could not write ending calls."""
+        if dry_run:
+            return self.tuning_problems
+        return self.tuning_problems + self.credential_problems + self.ending_problems
+
+    @property
+    def ending_problems(self) -> tuple[str, ...]:
+        """What stops ending a call: a topic is set but its events queue is not usable."""
+        return self.events_queue_problems if self.events_enabled else ()
+
+    @property
+    def events_problems(self) -> tuple[str, ...]:
+        """Every bad CALL_EVENTS_* setting (named; never quoting the endpoint or the key)."""
+        return self.events_queue_problems + self.events_topic_problems
 
     @property
     def ended_table_name(self) -> str:
@@ -227,6 +260,49 @@ def _load_storage(env: _Reader) -> StorageSettings | None:
     )
 
 
+class _Events(NamedTuple):
+    enabled: bool
+    endpoint: str | None
+    key: str | None
+    client_id: str | None
+    queue_name: str
+    queue_problems: tuple[str, ...]
+    topic_problems: tuple[str, ...]
+
+
+def _load_events(environ: Mapping[str, str], cleanup_queue: str, work_queue: str) -> _Events:
+    """The CALL_EVENTS_* settings and their two groups of problems (see the module docstring)."""
+    queue = _Reader(environ)
+    name = queue.name(
+        "CALL_EVENTS_QUEUE_NAME", "call-events", _EVENTS_QUEUE_NAME_RE,
+        "3-56 lowercase letters, digits and single hyphens (so that <name>-poison is a queue name too)",
+    )  # fmt: skip
+    if not queue.problems and name in (cleanup_queue, work_queue):
+        other = "CLEANUP_QUEUE_NAME" if name == cleanup_queue else "KEEPALIVE_WORK_QUEUE_NAME"
+        queue.problems.append(f"CALL_EVENTS_QUEUE_NAME must differ from {other} (both are {name!r})")
+    topic = _Reader(environ)
+    raw = topic.get("CALL_EVENTS_TOPIC_ENDPOINT")
+    key = topic.get("CALL_EVENTS_TOPIC_KEY")
+    client_id = topic.get("AzureWebJobsStorage__clientId")
+    endpoint = None
+    if raw is not None:
+        parts = urlsplit(raw)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            # never quoted: a query could carry the key (Event Grid takes `?aeg-sas-key=`)
+            topic.problems.append(
+                "CALL_EVENTS_TOPIC_ENDPOINT must be an https URL without a query, such as "
+                "https://<topic>.<region>-1.eventgrid.azure.net/api/events"
+            )
+        else:
+            endpoint = raw
+        if key is None and client_id is None:
+            topic.problems.append(
+                "CALL_EVENTS_TOPIC_KEY is not set and neither is AzureWebJobsStorage__clientId: the topic needs "
+                "a key or the storage identity (Microsoft Entra ID)"
+            )
+    return _Events(raw is not None, endpoint, key, client_id, name, tuple(queue.problems), tuple(topic.problems))
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parse the app settings. Never raises: problems are collected by name instead."""
     store = _Reader(environ)
@@ -246,6 +322,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     dry_run = env.boolean("GRAPH_DRY_RUN", False)
     credential_problems = []
     credentials = [name for name in CREDENTIAL_SETTINGS if env.get(name) is not None]
+    events = _load_events(environ, cleanup_queue, work_queue)
     if len(credentials) != 1:
         found = f"{', '.join(credentials)} are all set" if credentials else "none is set"
         credential_problems.append(f"exactly one of {', '.join(CREDENTIAL_SETTINGS)} must be set ({found})")
@@ -282,6 +359,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         storage_problems=tuple(store.problems),
         tuning_problems=tuple(env.problems),
         credential_problems=tuple(credential_problems),
+        events_enabled=events.enabled,
+        events_topic_endpoint=events.endpoint,
+        events_topic_key=events.key,
+        events_identity_client_id=events.client_id,
+        events_queue_name=events.queue_name,
+        events_queue_problems=events.queue_problems,
+        events_topic_problems=events.topic_problems,
     )
 
 

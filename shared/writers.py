@@ -2,7 +2,7 @@
 
 - `BatchWriter`: successes and failures buffered per partition and written as entity group transactions,
   each replace conditional on the ETag the call was read with, so a deleted call is never re-created.
-- An ended call goes through `ending.end_call` at once (event, memory, delete), never buffered.
+- An ended call goes through `ending.end_call` at once (events, memory, delete), never buffered.
 - `DryRunWriter` and `DryRunSender` change and send nothing; they log what a real tick would do.
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from shared.ending import end_call
 from shared.errors import KeepAliveError
-from shared.events import CleanupQueue
+from shared.events import CallEventsQueue, CleanupQueue
 from shared.graph import KeepAliveResult
 from shared.logsafe import safe
 from shared.models import CallRecord
@@ -60,13 +60,14 @@ class BatchWriter:
     - Each replace is conditional on the ETag the call was read with. A transaction refused because a
       call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
       so a deleted call stays deleted and a changed one is updated on a fresh read.
-    - The 404 path is not buffered: `ending.end_call` (event, memory, delete) runs at once.
+    - The 404 path is not buffered: `ending.end_call` (events, memory, delete) runs at once.
     """
 
     def __init__(
         self,
         calls: CallStore,
         cleanup: CleanupQueue,
+        call_events: CallEventsQueue | None,
         recent_ends: RecentEnds,
         now: Callable[[], datetime],
         *,
@@ -75,6 +76,7 @@ class BatchWriter:
     ) -> None:
         self._calls = calls
         self._cleanup = cleanup
+        self._call_events = call_events
         self._recent_ends = recent_ends
         self._now = now
         self._batch_size = max(1, min(batch_size, MAX_OPERATIONS))
@@ -93,7 +95,7 @@ class BatchWriter:
         return self._buffer(_Pending(record, change, change(record), False))
 
     def end(self, record: CallRecord, event: dict[str, Any]) -> None:
-        end_call(self._calls, self._cleanup, self._recent_ends, record, event, self._now())
+        end_call(self._calls, self._cleanup, self._call_events, self._recent_ends, record, event, self._now())
 
     def flush(self) -> Unsaved:
         with self._lock:

@@ -19,7 +19,7 @@ HTTP_FUNCTIONS = {
     "delete_call": ("calls/{callId}", ["DELETE"]),
     "receive_notifications": ("notifications", ["POST"]),
 }
-FUNCTIONS = {*HTTP_FUNCTIONS, "keepalive_tick", "keepalive_work"}
+FUNCTIONS = {*HTTP_FUNCTIONS, "keepalive_tick", "keepalive_work", "publish_call_event"}
 
 
 def test_every_function_is_indexed_with_valid_metadata(host):
@@ -136,3 +136,17 @@ def test_importing_the_app_does_no_io_and_survives_bad_settings(monkeypatch):
     assert response.status_code == 503 and response.headers["Retry-After"] == "10"
     error = json.loads(response.get_body())["error"]
     assert error["code"] == "storageUnavailable" and "AzureWebJobsStorage" in error["message"]  # names the setting
+
+
+def test_the_call_events_function_is_bound_to_its_queue_setting_on_the_apps_storage(host):
+    """The host resolves %CALL_EVENTS_QUEUE_NAME% (so the sample and the Bicep settings always set it) and reads the
+    queue with the app's own storage connection, both forms of AzureWebJobsStorage."""
+    assert host.metadata("publish_call_event")["bindings"] == [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "%CALL_EVENTS_QUEUE_NAME%",
+            "connection": "AzureWebJobsStorage",
+        }
+    ]

@@ -11,11 +11,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 # From the top down; a module may import from its own layer and every layer below it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("command line, HTTP API, notifications", {"cli", "http_api", "notifications", "__main__"}),
-    ("engine", {"keepalive", "sweep", "writers", "ending", "registry", "fanout", "budget", "context"}),
+    ("engine", {"keepalive", "sweep", "writers", "ending", "registry", "fanout", "budget", "context", "call_events"}),
     (
         "store and Graph",
         {"storage", "store", "rows", "recent_ends", "events", "tablewire", "storage_faults", "graph", "retry",
-         "ratelimit", "tokens", "signing_keys", "telemetry"},
+         "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
     ),
     ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe",
                                   "loglimit", "__init__"}),

@@ -216,18 +216,19 @@ CONTRACT_SETTINGS = [
     "KEEPALIVE_REQUEST_TIMEOUT", "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "GRAPH_CLIENT_ID",
     "GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
     "KEEPALIVE_FANOUT_THRESHOLD", "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
-    "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "KEEPALIVE_TENANT_RATE",
+    "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "KEEPALIVE_TENANT_RATE", "CALL_EVENTS_TOPIC_ENDPOINT",
+    "CALL_EVENTS_TOPIC_KEY", "CALL_EVENTS_QUEUE_NAME",
 ]  # fmt: skip
 
 
 def test_loading_never_raises_on_garbage_and_names_each_bad_setting():
     settings = load_settings({name: "\x00garbage" for name in CONTRACT_SETTINGS})
-    problems = " ".join(settings.graph_problems + settings.storage_problems)
+    problems = " ".join(settings.graph_problems + settings.storage_problems + settings.events_problems)
     for name in ["CALLS_TABLE_NAME", "CLEANUP_QUEUE_NAME", "KEEPALIVE_CONCURRENCY", "KEEPALIVE_REQUEST_TIMEOUT",
                  "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "KEEPALIVE_FANOUT_THRESHOLD",
                  "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
                  "GRAPH_DRY_RUN", "GRAPH_NOTIFICATION_OPENID_URL", "GRAPH_CLIENT_SECRET",
-                 "KEEPALIVE_TENANT_RATE"]:  # fmt: skip
+                 "KEEPALIVE_TENANT_RATE", "CALL_EVENTS_TOPIC_ENDPOINT", "CALL_EVENTS_QUEUE_NAME"]:  # fmt: skip
         assert name in problems
 
 
@@ -239,5 +240,87 @@ def test_the_local_sample_sets_every_contract_setting_and_loads_cleanly():
     assert set(CONTRACT_SETTINGS) <= set(values)
     assert values["KEEPALIVE_SCHEDULE"] == "0 */10 * * * *"
     assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert values["CALL_EVENTS_QUEUE_NAME"] == "call-events"  # bound as %CALL_EVENTS_QUEUE_NAME%: always set
+    assert values["CALL_EVENTS_TOPIC_ENDPOINT"] == values["CALL_EVENTS_TOPIC_KEY"] == ""  # no topic: nothing published
     settings = load_settings(values)
-    assert settings.storage_problems == () and settings.graph_problems == ()
+    assert settings.storage_problems == () and settings.graph_problems == () and settings.events_problems == ()
+    assert settings.events_enabled is False
+
+
+# --- CALL_EVENTS_* ---------------------------------------------------------------------------------------
+TOPIC = "https://topic.westus2-1.eventgrid.azure.net/api/events"
+TOPIC_KEY = "k3y-VALUE-never-logged=="
+STORAGE_IDENTITY = "11111111-2222-3333-4444-555555555555"
+
+
+def test_call_events_defaults_no_topic_and_the_call_events_queue():
+    settings = load_settings(GRAPH_OK)
+    assert settings.events_enabled is False and settings.events_topic_endpoint is None
+    assert settings.events_queue_name == "call-events"
+    assert settings.events_problems == () and settings.ending_problems == ()
+
+
+def test_a_topic_with_a_key_or_with_the_storage_identity_is_valid():
+    keyed = load_settings({**GRAPH_OK, "CALL_EVENTS_TOPIC_ENDPOINT": TOPIC, "CALL_EVENTS_TOPIC_KEY": TOPIC_KEY})
+    assert (keyed.events_enabled, keyed.events_topic_endpoint, keyed.events_topic_key) == (True, TOPIC, TOPIC_KEY)
+    assert keyed.events_problems == ()
+    entra = load_settings(
+        {**GRAPH_OK, "CALL_EVENTS_TOPIC_ENDPOINT": TOPIC, "AzureWebJobsStorage__clientId": STORAGE_IDENTITY}
+    )
+    assert entra.events_problems == () and entra.events_topic_key is None
+    assert entra.events_identity_client_id == STORAGE_IDENTITY
+    assert TOPIC_KEY not in repr(keyed)  # a secret, never shown
+
+
+def test_a_topic_with_neither_key_nor_identity_is_named_and_never_stops_a_tick():
+    """The events still go onto the queue (nothing is lost); the queue function poisons them naming the setting."""
+    settings = load_settings({**GRAPH_OK, "CALL_EVENTS_TOPIC_ENDPOINT": TOPIC})
+    [problem] = settings.events_topic_problems
+    assert "CALL_EVENTS_TOPIC_KEY" in problem and "AzureWebJobsStorage__clientId" in problem
+    assert settings.events_enabled and settings.problems(dry_run=False) == () and settings.storage_problems == ()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://topic.westus2-1.eventgrid.azure.net/api/events",
+        "topic.westus2-1.eventgrid.azure.net/api/events",
+        f"https://topic.westus2-1.eventgrid.azure.net/api/events?aeg-sas-key={TOPIC_KEY}",
+        "https:///api/events",
+    ],
+)
+def test_an_endpoint_that_is_not_https_or_carries_a_query_is_named_never_quoted(endpoint):
+    settings = load_settings({**GRAPH_OK, "CALL_EVENTS_TOPIC_ENDPOINT": endpoint, "CALL_EVENTS_TOPIC_KEY": TOPIC_KEY})
+    [problem] = settings.events_topic_problems
+    assert problem.startswith("CALL_EVENTS_TOPIC_ENDPOINT") and endpoint not in problem and TOPIC_KEY not in problem
+    assert settings.events_enabled is True and settings.events_topic_endpoint is None  # events are still queued
+    assert settings.problems(dry_run=False) == ()  # the tick runs
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("Call_Events", "3-56 lowercase"),
+        ("a" * 57, "3-56 lowercase"),  # a-57 + "-poison" would be 64: the host could not poison
+        ("call-cleanup", "CLEANUP_QUEUE_NAME"),
+        ("keepalive-work", "KEEPALIVE_WORK_QUEUE_NAME"),
+    ],
+)
+def test_a_bad_events_queue_stops_ending_calls_only_with_a_topic(value, named):
+    """With a topic set, ending a call could not write its event: the tick does not run (named). Without one,
+    nothing is written there: the tick runs, and the problem is still named. The HTTP API never reads it."""
+    without = load_settings({**GRAPH_OK, "CALL_EVENTS_QUEUE_NAME": value})
+    [problem] = without.events_queue_problems
+    assert problem.startswith("CALL_EVENTS_QUEUE_NAME") and named in problem
+    assert without.problems(dry_run=False) == () and without.storage_problems == ()
+    with_topic = load_settings(
+        {**GRAPH_OK, "CALL_EVENTS_QUEUE_NAME": value, "CALL_EVENTS_TOPIC_ENDPOINT": TOPIC, "CALL_EVENTS_TOPIC_KEY": "k"}
+    )
+    assert with_topic.problems(dry_run=False) == (problem,) and with_topic.graph_problems == (problem,)
+    assert with_topic.problems(dry_run=True) == ()  # a dry run ends nothing
+    assert with_topic.storage_problems == ()
+
+
+def test_the_events_queue_may_be_56_characters():
+    settings = load_settings({**GRAPH_OK, "CALL_EVENTS_QUEUE_NAME": "e" * 56})
+    assert settings.events_problems == () and settings.events_queue_name == "e" * 56
