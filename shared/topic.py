@@ -127,6 +127,17 @@ def _code(error: HttpResponseError) -> str:
     return str(code or "unknown")[:MAX_CODE]
 
 
+def _answered(error: HttpResponseError) -> HttpResponseError:
+    """The error that carries the topic's answer: the SDK re-raises a 404 as a new `ResourceNotFoundError` without
+    it ("Resource not found. For Event Grid Namespaces, ..."), from the original."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, HttpResponseError) and cause.status_code is not None:
+            return cause
+        cause = cause.__cause__
+    return error
+
+
 class Topic:
     """Publishes call events to one Event Grid topic; built once per process (`Context.topic`)."""
 
@@ -144,14 +155,15 @@ class Topic:
         except (ServiceRequestError, ServiceResponseError) as error:  # no answer: timeouts, connections, TLS
             kind = "timeout" if "timeout" in type(error).__name__.lower() else "connection error"
             raise TopicUnavailable(f"the topic did not answer: {kind}", status=None, code=kind) from error
-        except HttpResponseError as error:
-            status = error.status_code
+        except HttpResponseError as raised:
+            answered = _answered(raised)
+            status = answered.status_code
             if status is None:  # no response: the credential could not get a token (ClientAuthenticationError)
-                raise TopicUnavailable("no token for the topic", status=None, code="token") from error
-            code = _code(error)
+                raise TopicUnavailable("no token for the topic", status=None, code="token") from raised
+            code = _code(answered)
             if status >= 500 or status in RETRYABLE_STATUSES:
-                raise TopicUnavailable(f"the topic answered {status} {code}", status=status, code=code) from error
-            raise TopicRefused(f"the topic refused the event: {status} {code}", status=status, code=code) from error
+                raise TopicUnavailable(f"the topic answered {status} {code}", status=status, code=code) from raised
+            raise TopicRefused(f"the topic refused the event: {status} {code}", status=status, code=code) from raised
 
     def close(self) -> None:
         self._client.close()

@@ -45,6 +45,7 @@ def storage_names() -> dict[str, str]:
         "CALLS_TABLE_NAME": f"calls{suffix}",
         "CLEANUP_QUEUE_NAME": f"cleanup-{suffix}",
         "KEEPALIVE_WORK_QUEUE_NAME": f"work-{suffix}",
+        "CALL_EVENTS_QUEUE_NAME": f"events-{suffix}",
     }
 
 
@@ -76,6 +77,7 @@ class ContextFactory(Protocol):
         pace_clock: Callable[[], float] = time.monotonic,
         pace_sleep: Callable[[float], None] = time.sleep,
         on_storage_request: RequestHook | None = None,
+        topic_credential: Any = None,
         **settings: str | None,
     ) -> Context: ...
 
@@ -87,9 +89,10 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
     Settings: this test's table and queues on the session's Azurite (unless `AzureWebJobsStorage=` is given:
     then Azurite is not needed), dry run, then `settings` (`NAME=None` removes a setting). `graph=True` aims
     them at the Graph and identity stand-ins (the `standins` fixture) for real, not dry-run, keepAlives.
-    `now`, `sleep` (by default a `RecordingSleep`: nothing waits for real), `pace_clock`/`pace_sleep` and
-    `on_storage_request` go to the `Context`. `install=True` makes it the process's context, as the functions
-    see it. At teardown the process's context is put back and the contexts' HTTP sessions are closed.
+    `now`, `sleep` (by default a `RecordingSleep`: nothing waits for real), `pace_clock`/`pace_sleep`,
+    `on_storage_request` and `topic_credential` go to the `Context`. `install=True` makes it the process's
+    context, as the functions see it. At teardown the process's context is put back and the contexts' HTTP
+    sessions (and topic clients) are closed.
     """
     built: list[Context] = []
     replaced: list[Context | None] = []
@@ -103,6 +106,7 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
         pace_clock: Callable[[], float] = time.monotonic,
         pace_sleep: Callable[[float], None] = time.sleep,
         on_storage_request: RequestHook | None = None,
+        topic_credential: Any = None,
         **settings: str | None,
     ) -> Context:
         values: dict[str, str | None] = {}
@@ -121,6 +125,7 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
             pace_clock=pace_clock,
             pace_sleep=pace_sleep,
             on_storage_request=on_storage_request,
+            topic_credential=topic_credential,
         )
         built.append(context)
         if install:
@@ -132,6 +137,8 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
         context_module.install(replaced[0])
     for context in built:
         context.session().close()
+        if context._topic is not None:
+            context._topic.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -295,3 +296,18 @@ class WorkMessage:
 
     def get_body(self) -> bytes:
         return self._body
+
+
+class FakeTokenCredential:
+    """A `TokenCredential` for the topic's Entra path: hands out one token and records the scopes asked for.
+    Give `token` to the topic stand-in (`topic.standin.tokens.add(...)`) so it accepts it."""
+
+    def __init__(self, token: str = "fake-entra-token") -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int(time.time()) + 3600)

@@ -8,6 +8,8 @@
   app's settings mapping.
 - `openid_server` (session) and `openid` (function): the OpenID-configuration stand-in (Graph's notification
   signing keys) on its own HTTPS server, likewise; a test may ask for both `standins` and `openid`.
+- `topic_server` (session) and `topic` (function): the Event Grid topic stand-in on its own HTTPS server,
+  likewise, with `settings()` for the app's CALL_EVENTS_* settings.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .openid import OpenIdStandin
 from .server import StandinServer
 from .tls import TestTLS, make_tls
 from .tokens import TokenRegistry
+from .topic import TopicStandin
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "6a1c2b3d-0000-4000-8000-00000000b07a"
@@ -202,3 +205,39 @@ def openid(openid_server: OpenId, monkeypatch: pytest.MonkeyPatch) -> Iterator[O
     yield openid_server.standin
     errors = list(openid_server.server.errors)
     assert not errors, f"the OpenID stand-in failed: {errors!r}"
+
+
+@dataclass
+class Topic:
+    standin: TopicStandin
+    server: StandinServer
+    tls: TestTLS
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.server.url}/api/events"
+
+    def settings(self, **overrides: str | None) -> dict[str, str | None]:
+        """The app's CALL_EVENTS_* settings for this topic, with its key (`NAME=None` removes a setting)."""
+        return {"CALL_EVENTS_TOPIC_ENDPOINT": self.endpoint, "CALL_EVENTS_TOPIC_KEY": self.standin.key, **overrides}
+
+
+@pytest.fixture(scope="session")
+def topic_server(standin_tls: TestTLS) -> Iterator[Topic]:
+    standin = TopicStandin(key="standin-topic-key-" + uuid.uuid4().hex)
+    server = StandinServer(standin, standin_tls.server_context).serve_in_thread()
+    try:
+        yield Topic(standin, server, standin_tls)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def topic(topic_server: Topic, monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
+    """The Event Grid topic stand-in, reset, with requests (and so azure-core) trusting the test CA."""
+    topic_server.standin.reset()
+    topic_server.server.errors.clear()
+    _trust(monkeypatch, topic_server.tls)
+    yield topic_server
+    errors = list(topic_server.server.errors)
+    assert not errors, f"the topic stand-in failed: {errors!r}"
