@@ -1,4 +1,5 @@
-"""The command line's commands: `calls list|show|add|remove` and `tick`. Each returns its exit code."""
+"""The command line's commands: `calls list|show|add|remove`, `tick` and `events resend`. Each returns its exit
+code."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from shared import registry
+from shared.call_events import resend_poisoned
 from shared.cli.advice import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from shared.cli.output import Output, list_table, record_table, summary_table, tick_json
 from shared.context import Context
-from shared.errors import CallNotFound, InvalidMetadata, TickInterrupted
+from shared.errors import CallNotFound, InvalidMetadata, TickInterrupted, UsageError
 from shared.keepalive import check_settings, run_tick  # the timer's engine
 from shared.models import validate_call_id, validate_metadata, validate_tenant_id
 from shared.summary import TickSummary
@@ -135,3 +137,20 @@ def tick(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -
         return EXIT_INTERRUPTED
     _show_summary(out, summary, interrupted=False)
     return EXIT_OK if tick_json(summary)["outcome"] == "ok" else EXIT_FAILED
+
+
+def events_resend(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -> int:
+    """Poisoned call events back onto CALL_EVENTS_QUEUE_NAME, for the queue function to publish again."""
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1", usage="events resend [--limit N]", prog="events resend")
+    result = resend_poisoned(ctx, limit=limit)
+    if out.as_json:
+        out.json({"moved": result.moved, "left": result.left, "from": result.source, "to": result.target})
+    else:
+        out.line(
+            f"moved {result.moved} event{'' if result.moved == 1 else 's'} from {result.source} to {result.target}"
+        )
+        if result.left:
+            out.line(f"left {result.left} message{'' if result.left == 1 else 's'} on {result.source}: not base64 text")
+    return EXIT_FAILED if result.left else EXIT_OK

@@ -40,7 +40,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         parents=[_common(subcommand=False)],
     )
     parser.add_argument("--version", action="version", version=f"callkeeper {__version__}")
-    verbs = parser.add_subparsers(dest="command", metavar="{calls,tick}", required=True)
+    verbs = parser.add_subparsers(dest="command", metavar="{calls,tick,events}", required=True)
 
     calls = verbs.add_parser(
         "calls", help="list, show, add or remove registered calls", description="The registered calls.", epilog=_NOTE
@@ -98,4 +98,24 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     tick.add_argument("--dry-run", action="store_true", help="send nothing and change nothing; say what would be sent")
     tick.set_defaults(run=commands.tick)
+
+    events = verbs.add_parser(
+        "events",
+        help="call events for Event Grid: resend the poisoned ones",
+        description="The call events on their way to the Event Grid topic (CALL_EVENTS_QUEUE_NAME).",
+        epilog=_NOTE,
+    )
+    event_actions = events.add_subparsers(dest="action", metavar="{resend}", required=True)
+    resend = event_actions.add_parser(
+        "resend",
+        parents=common,
+        help="move poisoned events back to CALL_EVENTS_QUEUE_NAME",
+        description="Move the messages of <CALL_EVENTS_QUEUE_NAME>-poison back to CALL_EVENTS_QUEUE_NAME, unchanged, "
+        "so the queue function publishes them again (each is sent before it is deleted from the poison queue). Fix "
+        "what poisoned them first (the ERROR logs say). Poison messages expire after 7 days. Exit 1 when some were "
+        'not base64 text and were left for a person. --json prints {"moved", "left", "from", "to"}.',
+        epilog=_NOTE,
+    )
+    resend.add_argument("--limit", type=int, default=None, metavar="N", help="move at most N events")
+    resend.set_defaults(run=commands.events_resend)
     return parser

@@ -333,3 +333,24 @@ def test_resend_moves_poisoned_events_back_unchanged_and_they_are_published(even
     for text in texts:
         deliver(host, text)
     assert sorted(e.get_id() for e in topic.standin.events) == sorted([first["eventId"], second["eventId"]])
+
+
+def test_the_command_line_resends_poisoned_events(make_cli):
+    """`callkeeper events resend` as an operator runs it: the poisoned text back on the events queue, unchanged."""
+    app = make_cli()
+    ctx = app.context()
+    event = an_event()
+    ctx.storage.queue(poison_queue_name(ctx.settings.events_queue_name)).send_message(event_text(event))
+
+    run = app.run("events", "resend", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json() == {
+        "moved": 1,
+        "left": 0,
+        "from": poison_queue_name(ctx.settings.events_queue_name),
+        "to": ctx.settings.events_queue_name,
+    }
+    assert queue_texts(ctx, ctx.settings.events_queue_name) == [event_text(event)]
+    assert queue_texts(ctx, poison_queue_name(ctx.settings.events_queue_name)) == []
+    again = app.run("events", "resend")
+    assert again.code == 0 and again.stdout.startswith("moved 0 events from ")
