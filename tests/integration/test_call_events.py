@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -354,3 +355,39 @@ def test_the_command_line_resends_poisoned_events(make_cli):
     assert queue_texts(ctx, poison_queue_name(ctx.settings.events_queue_name)) == []
     again = app.run("events", "resend")
     assert again.code == 0 and again.stdout.startswith("moved 0 events from ")
+
+
+def test_the_local_standins_serve_a_topic_behind_a_flag(tmp_path, monkeypatch):
+    """`python -m tests.standins --topic` (the README's local run): prints the CALL_EVENTS_* settings, takes what the
+    app publishes with them, and logs each event, so a developer with `func start` sees the events arrive."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.standins", "--topic", "--dir", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            if line.startswith("serving"):
+                break
+            lines.append(line)
+        values = json.loads("".join(lines))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", values["REQUESTS_CA_BUNDLE"])
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        event = an_event()
+        topic = topic_module.Topic(
+            values["CALL_EVENTS_TOPIC_ENDPOINT"], topic_module.AzureKeyCredential(values["CALL_EVENTS_TOPIC_KEY"])
+        )
+        topic.publish(event)
+        topic.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert f"topic received callkeeper.callEnded id={event['eventId']}" in stderr

@@ -1,12 +1,15 @@
 """Run the stand-ins by hand, to watch the app work end to end without Azure.
 
     python -m tests.standins [--graph-port 8443] [--identity-port 8444] [--ended CALL_ID ...] [--latency S]
-                             [--tenant-limit N] [--control]
+                             [--tenant-limit N] [--topic [--topic-port 8445]] [--control]
 
 Prints the app settings that point the app at them (for `local.settings.json` `Values`, or the
 environment of `python -m shared tick`), then serves until Ctrl-C. Every keepAlive is answered 200,
 except the calls named with `--ended`, which answer 404 (so the tick emits `callEnded` for them), and
 those over `--tenant-limit` keepAlives per tenant in a sliding second, which answer 429 with Retry-After.
+`--topic` also serves an Event Grid topic stand-in (key auth, CloudEvents batches) and prints the
+CALL_EVENTS_TOPIC_ENDPOINT and CALL_EVENTS_TOPIC_KEY that point the app at it; each event that arrives is
+logged, so with `func start` the call events can be watched without Azure.
 
 `--control` (for a parent process, e.g. benchmarks/bench.py): commands on stdin, one a line, answered
 with one JSON line on stdout: `stats` (keepAlive requests, most in flight at once, token requests per
@@ -32,6 +35,7 @@ from .identity import IdentityStandin
 from .server import Reply, StandinServer
 from .tls import make_tls
 from .tokens import TokenRegistry
+from .topic import TopicStandin
 
 CLIENT_ID = "00000000-0000-0000-0000-0000000c0de1"
 TENANT = "00000000-0000-0000-0000-00000000a11c"
@@ -50,6 +54,8 @@ def main() -> None:
         default=None,
         help="where to write the CA bundle (default: a temporary folder, removed at exit)",
     )
+    parser.add_argument("--topic", action="store_true", help="also serve an Event Grid topic stand-in")
+    parser.add_argument("--topic-port", type=int, default=0, help="port of the topic stand-in (default: any free)")
     parser.add_argument("--control", action="store_true", help="take stats/reset commands on stdin (see above)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -64,6 +70,17 @@ def main() -> None:
     graph_server = StandinServer(graph, tls.server_context, port=args.graph_port).serve_in_thread()
     identity_server = StandinServer(identity, tls.server_context, port=args.identity_port).serve_in_thread()
     identity.configure(resource=graph_server.url)
+    topic_server = None
+    if args.topic:
+        topic = TopicStandin(key="local-standin-topic-key")
+        topic.on_event = lambda event: logging.info(
+            "topic received %s id=%s subject=%s callId=%s",
+            event.get_type(),
+            event.get_id(),
+            event.get_subject(),
+            (event.get_data() or {}).get("callId"),
+        )
+        topic_server = StandinServer(topic, tls.server_context, port=args.topic_port).serve_in_thread()
 
     def prepare() -> None:
         graph.latency = args.latency
@@ -81,6 +98,9 @@ def main() -> None:
         "GRAPH_CLIENT_SECRET": secret,
         "REQUESTS_CA_BUNDLE": str(tls.ca_bundle),
     }
+    if topic_server is not None:
+        values["CALL_EVENTS_TOPIC_ENDPOINT"] = f"{topic_server.url}/api/events"
+        values["CALL_EVENTS_TOPIC_KEY"] = "local-standin-topic-key"
     print(json.dumps(values, indent=2), flush=True)
     print("serving; Ctrl-C stops", flush=True)
 
@@ -121,6 +141,8 @@ def main() -> None:
             last = count
     graph_server.stop()
     identity_server.stop()
+    if topic_server is not None:
+        topic_server.stop()
     if temporary is not None:
         shutil.rmtree(temporary, ignore_errors=True)
 
