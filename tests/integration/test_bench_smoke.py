@@ -40,3 +40,19 @@ def test_the_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     assert numbers["calls"] == 300 and len(numbers["tick"]) == 1
     assert set(numbers["tokenRequests"].values()) == {1}  # one token request per tenant, even at this size
     assert numbers["storage"]["table read"] == 1 and numbers["maxInFlight"] >= 1
+
+
+def test_the_call_events_benchmark_runs_and_prints_its_numbers() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "events.py"), "--ends", "5", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert re.search(r"without a topic +3 \(queue write 1, table write 2", out)
+    assert re.search(r"with a topic +4 \(queue write 2, table write 2", out)  # one queue write more per end
+    assert "topic requests per event 1, app storage requests per event 0" in out
+    assert "fast failures:  5 x 0 s + 4 x (30 + 2) s = 128 s" in out
