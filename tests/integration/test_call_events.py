@@ -391,3 +391,27 @@ def test_the_local_standins_serve_a_topic_behind_a_flag(tmp_path, monkeypatch):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert f"topic received callkeeper.callEnded id={event['eventId']}" in stderr
+
+
+def test_the_topic_key_never_reaches_a_log_record_or_a_queue(events_app, host, topic: Topic, caplog):
+    """At DEBUG for every logger a publish goes through: accepted, refused, a wrong key, a key in the URL."""
+    from tests.integration.test_secrets import LOGGERS, leaks, record_texts
+
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name or None)
+    ctx = events_app()
+    key = topic.standin.key
+    assert key
+    deliver(host, event_text(an_event("ok")))
+    topic.standin.script(Reply(400))
+    deliver(host, event_text(an_event("refused")))
+    wrong = events_app(CALL_EVENTS_TOPIC_KEY=key + "-wrong")
+    with pytest.raises(TopicUnavailable):
+        deliver(host, event_text(an_event("wrong")))
+    events_app(CALL_EVENTS_TOPIC_ENDPOINT=topic.endpoint + f"?aeg-sas-key={key}")
+    deliver(host, event_text(an_event("query")))
+    texts = list(record_texts(caplog.records))
+    texts += queue_texts(ctx, poison_queue_name(ctx.settings.events_queue_name))
+    texts += [repr(ctx.settings), repr(wrong.settings)]
+    assert len(topic.standin.events) == 1
+    assert leaks(texts, {"topic key": key}) == []
