@@ -101,7 +101,9 @@ class Context:
             if self._topic is None:
                 if settings.events_topic_endpoint is None or settings.events_topic_problems:
                     raise SettingsError(settings.events_topic_problems or ("CALL_EVENTS_TOPIC_ENDPOINT is not set",))
-                credential = self.topic_credential or topic_module.credential(settings)
+                credential = self.topic_credential
+                if credential is None:
+                    credential = topic_module.credential(settings)
                 self._topic = topic_module.Topic(settings.events_topic_endpoint, credential)
             return self._topic
 

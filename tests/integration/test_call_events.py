@@ -269,6 +269,11 @@ def test_a_topic_without_key_or_identity_poisons_naming_the_settings(events_app,
     assert "CALL_EVENTS_TOPIC_KEY" in error and "AzureWebJobsStorage__clientId" in error
     assert topic.standin.requests == []
     assert len(queue_texts(ctx, poison_queue_name(ctx.settings.events_queue_name))) == 1
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert run_tick(ctx).complete  # the tick runs (ends would still queue their events), and names it
+    [named] = errors(caplog)
+    assert named.startswith("call events not published: invalid settings: CALL_EVENTS_TOPIC_KEY")
 
 
 @pytest.mark.parametrize(
