@@ -71,6 +71,13 @@ def test_vendored_types_name_their_source_commit_and_hashes_and_follow_the_one_l
     assert list(vendored()["resources"]) == [name for names in VENDORED.values() for name in names]
 
 
+def test_event_grid_topic_and_subscription_types_are_vendored():
+    names = ("Microsoft.EventGrid/topics@2025-02-15", "Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15")
+    for name in names:
+        assert name in vendored()["resources"], name
+    assert any("microsoft.eventgrid/2025-02-15" in f["path"] for f in vendored()["_source"]["files"])
+
+
 RULE = """
 resource rule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {{
   name: 'rule'

@@ -72,6 +72,13 @@ VENDORED: dict[str, list[str]] = {
     "generated/monitor_1/microsoft.insights/2023-12-01/types.json": [
         "Microsoft.Insights/scheduledQueryRules@2023-12-01",
     ],
+    # Event Grid (issue 19): the optional topic and its webhook subscription. 2025-02-15 is the newest
+    # stable version, as in azure-rest-api-specs specification/eventgrid/resource-manager/Microsoft.EventGrid/
+    # stable/2025-02-15/EventGrid.json.
+    "generated/eventgrid/microsoft.eventgrid/2025-02-15/types.json": [
+        "Microsoft.EventGrid/topics@2025-02-15",
+        "Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15",
+    ],
 }
 
 TRIMMED = (
