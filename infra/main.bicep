@@ -11,8 +11,56 @@ targetScope = 'subscription'
 @description('Name of the environment, used to generate a short unique hash for all resources.')
 param environmentName string
 
+// One location serves both plans, so it allows the union of two lists, each with its source (checked
+// 2026-08, as the rest of this file):
+// - the Flex Consumption regions: the @allowed list of Microsoft's Flex Consumption quickstart,
+//   Azure-Samples/functions-quickstart-python-http-azd infra/main.bicep at 947c194f (2025-05-07), which
+//   core/guard/hosting-region.bicep repeats and enforces for FlexConsumption at deployment;
+// - the US government regions that the Elastic Premium path exists for (Azure Government and DoD), by
+//   their programmatic names (Learn, Azure.Core.AzureLocation: USGovVirginia, USGovTexas, USGovArizona,
+//   USDoDEast, USDoDCentral).
+// The azd metadata makes `azd up` offer these locations (as the quickstart does).
 @minLength(1)
-@description('Primary location for all resources. Flex Consumption is offered in some regions only: `az functionapp list-flexconsumption-locations` lists them (docs/deploy.md).')
+@description('Primary location for all resources. Flex Consumption runs only in its regions (the first list; `az functionapp list-flexconsumption-locations`); the US government regions take Elastic Premium (docs/deploy.md).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+  'usgovvirginia'
+  'usgovtexas'
+  'usgovarizona'
+  'usdodeast'
+  'usdodcentral'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -35,7 +83,7 @@ param hostingPlan string = 'FlexConsumption'
 ])
 param elasticPremiumSku string = 'EP1'
 
-@description('Flex Consumption: most instances the app scales out to (the platform allows 1 and up).')
+@description('Flex Consumption: most on-demand instances of each per-function scale group (all HTTP functions together, each other function on its own), not of the app as a whole; 1 to 1,000 (Learn, event-driven scaling).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -104,19 +152,19 @@ param graphNotificationOpenIdUrl string = 'https://api.aps.skype.com/v1/.well-kn
 @maxLength(63)
 param callsTableName string = 'activecalls'
 
-@description('CLEANUP_QUEUE_NAME: queue that receives callEnded events.')
+@description('CLEANUP_QUEUE_NAME: queue that receives callEnded events; 56 characters at most, so that <name>-poison is a queue name.')
 @minLength(3)
-@maxLength(63)
+@maxLength(56)
 param cleanupQueueName string = 'call-cleanup'
 
-@description('KEEPALIVE_WORK_QUEUE_NAME: queue of fan-out work messages.')
+@description('KEEPALIVE_WORK_QUEUE_NAME: queue of fan-out work messages; 56 characters at most, so that <name>-poison is a queue name.')
 @minLength(3)
-@maxLength(63)
+@maxLength(56)
 param keepAliveWorkQueueName string = 'keepalive-work'
 
-@description('CALL_EVENTS_QUEUE_NAME: internal queue through which callEnded events reach the Event Grid topic.')
+@description('CALL_EVENTS_QUEUE_NAME: internal queue through which callEnded events reach the Event Grid topic; 56 characters at most, so that <name>-poison is a queue name.')
 @minLength(3)
-@maxLength(63)
+@maxLength(56)
 param callEventsQueueName string = 'call-events'
 
 @description('KEEPALIVE_SCHEDULE: NCRONTAB of the keep-alive timer.')
@@ -157,8 +205,18 @@ param applicationInsightsAuth string = 'auto'
 @description('E-mail address for the alerts; empty creates the action group without a receiver.')
 param alertEmailAddress string = ''
 
-@description('Object id of the bot\'s identity (managed identity or service principal); it gets Storage Queue Data Message Processor on the cleanup queue only. Empty for none.')
+@description('Object id of the bot\'s identity (managed identity or service principal); it gets what a queue trigger needs on the cleanup queue and on its poison queue, nothing else (app/rbac.bicep). Empty for none.')
 param botPrincipalId string = ''
+
+@description('Flex Consumption: also send FunctionAppLogs to Log Analytics with a diagnostic setting (off: Learn listed diagnostic settings as unsupported on Flex Consumption; app/api.bicep). Elastic Premium always does.')
+param flexFunctionAppLogs bool = false
+
+@description('Create the Event Grid topic that publishes callEnded events as CloudEvents 1.0 (CALL_EVENTS_TOPIC_ENDPOINT). Off by default: Event Grid bills every operation, even with no subscriber. A webhook URL turns it on.')
+param enableCallEventsTopic bool = false
+
+@secure()
+@description('Optional: the bot\'s HTTPS webhook; creates an event subscription with CloudEvents delivery, retries and dead-lettering. The bot must be running and answer Event Grid\'s validation handshake when this deploys (docs/deploy.md).')
+param callEventsWebhookUrl string = ''
 
 // Optional name overrides; empty means the generated name.
 param resourceGroupName string = ''
@@ -171,6 +229,7 @@ param storageAccountName string = ''
 param logAnalyticsName string = ''
 param applicationInsightsName string = ''
 param keyVaultName string = ''
+param callEventsTopicName string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -183,6 +242,7 @@ var functionAppName = !empty(apiServiceName) ? apiServiceName : '${abbrs.webSite
 var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 var vaultName = !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
 var applicationInsightsEntraAuth = applicationInsightsAuth == 'entra' || (applicationInsightsAuth == 'auto' && environment().name == 'AzureCloud')
+var callEventsTopicOn = enableCallEventsTopic || !empty(callEventsWebhookUrl)
 
 // A plan with availability zones supports only zone-redundant storage.
 var zoneRedundantStorageSku = {
@@ -215,8 +275,8 @@ var contractAppSettings = {
   KEEPALIVE_FANOUT_THRESHOLD: string(keepAliveFanoutThreshold)
   KEEPALIVE_WORK_QUEUE_NAME: keepAliveWorkQueueName
   CALL_EVENTS_QUEUE_NAME: callEventsQueueName
-  // Empty (unset) until the optional Event Grid topic is deployed: then callEnded events are published there.
-  CALL_EVENTS_TOPIC_ENDPOINT: ''
+  // Empty (unset) unless the optional Event Grid topic is deployed: then callEnded events are published there.
+  CALL_EVENTS_TOPIC_ENDPOINT: callEventsTopicOn ? callEvents.outputs.endpoint : ''
   KEEPALIVE_TENANT_RATE: string(keepAliveTenantRate)
   GRAPH_TENANT_ID: empty(graphTenantId) ? tenant().tenantId : graphTenantId
   GRAPH_CLIENT_ID: graphClientId
@@ -232,9 +292,19 @@ var graphAuthorityHostSettings = empty(graphAuthorityHost) ? {} : { GRAPH_AUTHOR
 var isGlobalCloud = graphCloud == 'global'
 var federatedCredentialAudience = isGlobalCloud ? 'api://AzureADTokenExchange' : 'api://AzureADTokenExchangeUSGov'
 
+// Stops the deployment before anything is created when Flex Consumption is asked for in a region that
+// does not offer it (core/guard/hosting-region.bicep).
+module hostingRegion './core/guard/hosting-region.bicep' = {
+  name: 'hostingRegion'
+  params: {
+    location: location
+    hostingPlan: hostingPlan
+  }
+}
+
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
-  location: location
+  location: hostingRegion.outputs.location
   tags: tags
 }
 
@@ -286,6 +356,7 @@ module storage './core/storage/storage-account.bicep' = {
     callsTableName: callsTableName
     cleanupQueueName: cleanupQueueName
     workQueueName: keepAliveWorkQueueName
+    callEventsQueueName: callEventsQueueName
   }
 }
 
@@ -313,6 +384,7 @@ module operations './core/monitor/operations.bicep' = {
     alertEmailAddress: alertEmailAddress
     cleanupQueueName: storage.outputs.cleanupQueueName
     workQueueName: storage.outputs.workQueueName
+    callEventsQueueName: storage.outputs.callEventsQueueName
   }
 }
 
@@ -340,11 +412,26 @@ module rbac './app/rbac.bicep' = {
     graphIdentityPrincipalId: graphUserAssignedIdentity.outputs.principalId
     applicationInsightsEntraAuth: applicationInsightsEntraAuth
     cleanupQueueName: storage.outputs.cleanupQueueName
+    cleanupPoisonQueueName: storage.outputs.cleanupPoisonQueueName
     botPrincipalId: botPrincipalId
     enableBlob: storageEndpointConfig.enableBlob
     enableQueue: storageEndpointConfig.enableQueue
     enableTable: storageEndpointConfig.enableTable
     keyVaultName: useSecret ? vaultName : ''
+  }
+}
+
+// The optional Event Grid topic (off by default) and, with a webhook URL, its subscription.
+module callEvents './core/events/event-grid.bicep' = if (callEventsTopicOn) {
+  name: 'callEvents'
+  scope: rg
+  params: {
+    name: !empty(callEventsTopicName) ? callEventsTopicName : '${abbrs.eventGridDomainsTopics}${resourceToken}'
+    location: location
+    tags: tags
+    publisherPrincipalId: apiUserAssignedIdentity.outputs.principalId
+    webhookUrl: callEventsWebhookUrl
+    storageAccountName: storage.outputs.name
   }
 }
 
@@ -380,6 +467,7 @@ module api './app/api.bicep' = {
     graphCredential: graphCredential
     keyVaultName: useSecret ? vaultName : ''
     graphClientSecretName: graphClientSecretName
+    flexFunctionAppLogs: flexFunctionAppLogs
     appSettings: union(contractAppSettings, graphBaseUrlSettings, graphAuthorityHostSettings)
   }
 }
@@ -396,6 +484,12 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_DEPLOYMENT_CONTAINER_NAME string = deploymentStorageContainerName
 output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output CLEANUP_QUEUE_NAME string = storage.outputs.cleanupQueueName
+output CLEANUP_POISON_QUEUE_NAME string = storage.outputs.cleanupPoisonQueueName
+output CALL_EVENTS_QUEUE_NAME string = storage.outputs.callEventsQueueName
+// Empty when the topic is off.
+output CALL_EVENTS_TOPIC_ENDPOINT string = callEventsTopicOn ? callEvents.outputs.endpoint : ''
+output CALL_EVENTS_TOPIC_NAME string = callEventsTopicOn ? callEvents.outputs.name : ''
+output CALL_EVENTS_DEADLETTER_CONTAINER_NAME string = callEventsTopicOn ? callEvents.outputs.deadLetterContainerName : ''
 output FUNCTION_APP_URL string = api.outputs.SERVICE_API_URI
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -8,6 +8,9 @@ It runs ``checkov -d infra --framework bicep -o json`` (the checkov next to this
 downloaded) and fails unless every template parses, at least one check passed, none failed, and every
 skipped check carries a justification on its resource (``// checkov:skip=CKV_...:reason``).
 checkov itself exits 0 on parsing errors, so the counts are read from its JSON report.
+
+One file is left out, with its reason in ``NOT_FOR_CHECKOV``: checkov's pinned Bicep parser cannot read it,
+and it declares no resource (tests/infra/test_tooling.py holds both, so the list cannot hide a resource).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 INFRA_DIR = "infra"
 NO_REASON = "No comment provided"
+# Templates checkov does not read, each with why. The guard calls Bicep's fail() (Bicep 0.33+), which the
+# pycep-parser that checkov 3.3.30 pins (0.5.1) does not know; it has outputs only, nothing to check.
+NOT_FOR_CHECKOV = {
+    "infra/core/guard/hosting-region.bicep": "uses fail(), newer than checkov's pycep-parser 0.5.1; no resources",
+}
 # One check or a comma-separated list (checkov's own syntax), then ':' and the reason.
 SKIP_COMMENT = re.compile(r"checkov:skip=([A-Za-z_\d-]+(?:,[A-Za-z_\d-]+)*)(:?)(.*)")
 
@@ -51,6 +59,8 @@ def run_checkov() -> list[dict[str, Any]]:
         "json",
         "--skip-download",  # offline: no policy metadata from the vendor's API
     ]
+    for path in NOT_FOR_CHECKOV:
+        cmd += ["--skip-path", path]
     env = dict(os.environ, BC_SKIP_MAPPING="TRUE", LOG_LEVEL="ERROR")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     # checkov exits 1 when a check failed; anything else, or output that is not JSON, means it did not run.

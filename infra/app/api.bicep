@@ -49,7 +49,7 @@ param enableBlob bool = true
 param enableQueue bool = true
 param enableTable bool = true
 
-@description('Flex Consumption: most instances the app scales out to (the platform allows 1 and up).')
+@description('Most on-demand instances of each per-function scale group (all HTTP functions together, each other function on its own), not of the app as a whole; 1 to 1,000 (Learn, event-driven scaling).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -77,6 +77,9 @@ param graphClientSecretName string = 'graph-client-secret'
 
 @description('Elastic Premium only: blob name of the package the app runs from, in the deployment container.')
 param premiumPackageBlobName string = 'callkeeper.zip'
+
+@description('Flex Consumption: also send FunctionAppLogs to Log Analytics through a diagnostic setting (off by default; always on with Elastic Premium).')
+param flexFunctionAppLogs bool = false
 
 var isFlex = hostingPlan == 'FlexConsumption'
 var useSecret = graphCredential == 'secret'
@@ -197,8 +200,14 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
   }
 }
 
-// The app's logs (FunctionAppLogs) in Log Analytics, beside Application Insights.
-resource apiDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+// The app's logs (FunctionAppLogs) in Log Analytics, beside Application Insights. On Flex Consumption only
+// on request (flexFunctionAppLogs): Learn's Flex page listed diagnostic settings as unsupported (05/2025:
+// "Diagnostic settings: Diagnostic settings aren't currently supported", MicrosoftDocs/azure-docs
+// articles/azure-functions/flex-consumption-plan.md); the current page no longer lists them, but no
+// Microsoft page says they are accepted, and the one Microsoft report of them working on Flex says that
+// they then ignore the host's log filters and send every record (Azure/azure-functions-host#11434,
+// 10/2025). Application Insights has the same records either way.
+resource apiDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if ((!isFlex) || flexFunctionAppLogs) {
   name: 'to-log-analytics'
   scope: api
   dependsOn: [

@@ -19,7 +19,7 @@ param appSettings array
 @description('Blob container the package is deployed to (read with the app\'s identity).')
 param deploymentContainerUrl string
 
-@description('Most instances the app scales out to (the platform allows 1 and up).')
+@description('Most on-demand instances of each per-function scale group (all HTTP functions together, each other function on its own), not of the app as a whole; 1 to 1,000 (Learn, event-driven scaling).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int

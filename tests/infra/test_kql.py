@@ -162,7 +162,7 @@ def test_the_bicep_loads_its_kql_from_the_query_files_and_holds_none_itself():
 def test_the_poison_query_names_the_default_queues_that_the_bicep_replaces():
     kql = (QUERIES / "poison-messages.kql").read_text(encoding="utf-8")
     operations = OPERATIONS.read_text(encoding="utf-8")
-    for queue_param in ("cleanupQueueName", "keepAliveWorkQueueName"):
+    for queue_param in ("cleanupQueueName", "keepAliveWorkQueueName", "callEventsQueueName"):
         default = param(MAIN, queue_param)["default"]
         assert f"/{default}-poison/" in kql, default
         assert f"'/{default}-poison/'" in operations, default

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from tests.infra.arm_types import unwrap
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN = INFRA / "main.bicep"
@@ -26,6 +28,8 @@ RBAC = INFRA / "app" / "rbac.bicep"
 STORAGE = INFRA / "core" / "storage" / "storage-account.bicep"
 PLAN = INFRA / "core" / "host" / "functions-plan.bicep"
 KEY_VAULT = INFRA / "core" / "security" / "keyvault.bicep"
+EVENTS = INFRA / "core" / "events" / "event-grid.bicep"
+GUARD = INFRA / "core" / "guard" / "hosting-region.bicep"
 MONITORING = INFRA / "core" / "monitor" / "monitoring.bicep"
 CONTRACT = ROOT.parent / "shared" / "spec" / "contract.md"
 
@@ -73,30 +77,87 @@ OMITTED_SETTINGS = {"AzureWebJobsStorage", "GRAPH_CLIENT_CERTIFICATE_PATH", "CAL
 
 ROLE_IDS = {
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
-# The narrowest scope that works for each role (see the comment at the top of app/rbac.bicep).
-ROLE_SCOPE_TYPES = {
-    "Storage Blob Data Owner": "Microsoft.Storage/storageAccounts",
-    "Storage Queue Data Contributor": "Microsoft.Storage/storageAccounts",
-    "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts",
-    "Monitoring Metrics Publisher": "Microsoft.Insights/components",
-    "Key Vault Secrets User": "Microsoft.KeyVault/vaults",
-    "Storage Queue Data Message Processor": "Microsoft.Storage/storageAccounts/queueServices/queues",
+# Every role assignment of the templates, each identity with only what its job needs, at the narrowest scope
+# that works (see the comments at the top of app/rbac.bicep and core/events/event-grid.bicep):
+# (file, resource) -> (role, principal parameter or expression, scope resource, condition)
+EXPECTED_ROLES = {
+    (RBAC, "blobRoleAssignment"): (
+        "Storage Blob Data Owner",
+        "managedIdentityPrincipalId",
+        "storageAccount",
+        "enableBlob",
+    ),
+    (RBAC, "queueRoleAssignment"): (
+        "Storage Queue Data Contributor",
+        "managedIdentityPrincipalId",
+        "storageAccount",
+        "enableQueue",
+    ),
+    (RBAC, "tableRoleAssignment"): (
+        "Storage Table Data Contributor",
+        "managedIdentityPrincipalId",
+        "storageAccount",
+        "enableTable",
+    ),
+    (RBAC, "monitoringRoleAssignment"): (
+        "Monitoring Metrics Publisher",
+        "managedIdentityPrincipalId",
+        "applicationInsights",
+        "applicationInsightsEntraAuth",
+    ),
+    (RBAC, "keyVaultRoleAssignment"): (
+        "Key Vault Secrets User",
+        "graphIdentityPrincipalId",
+        "keyVault",
+        "enableKeyVault",
+    ),
+    # the bot: a queue trigger's roles on the cleanup queue; on its poison queue, send (the host moves a
+    # failing message there) and process (read and delete what landed there)
+    (RBAC, "botQueueReaderAssignment"): ("Storage Queue Data Reader", "botPrincipalId", "cleanupQueue", "enableBot"),
+    (RBAC, "botQueueRoleAssignment"): (
+        "Storage Queue Data Message Processor",
+        "botPrincipalId",
+        "cleanupQueue",
+        "enableBot",
+    ),
+    (RBAC, "botPoisonSenderAssignment"): (
+        "Storage Queue Data Message Sender",
+        "botPrincipalId",
+        "cleanupPoisonQueue",
+        "enableBot",
+    ),
+    (RBAC, "botPoisonProcessorAssignment"): (
+        "Storage Queue Data Message Processor",
+        "botPrincipalId",
+        "cleanupPoisonQueue",
+        "enableBot",
+    ),
+    # Event Grid: the app's storage identity publishes to the topic; the topic's identity dead-letters
+    (EVENTS, "senderAssignment"): ("EventGrid Data Sender", "publisherPrincipalId", "topic", None),
+    (EVENTS, "deadLetterAssignment"): (
+        "Storage Blob Data Contributor",
+        "topic.identity.principalId",
+        "deadLetterContainer",
+        "withWebhook",
+    ),
 }
-# Who holds each role: the app's identity (storage, telemetry), the Graph identity (only the Key Vault
-# secret), the bot (only its cleanup queue). The rbac.bicep parameter, and what main.bicep passes to it.
-ROLE_PRINCIPALS = {
-    "Storage Blob Data Owner": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
-    "Storage Queue Data Contributor": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
-    "Storage Table Data Contributor": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
-    "Monitoring Metrics Publisher": ("managedIdentityPrincipalId", "apiUserAssignedIdentity"),
-    "Key Vault Secrets User": ("graphIdentityPrincipalId", "graphUserAssignedIdentity"),
-    "Storage Queue Data Message Processor": ("botPrincipalId", None),
+# What main.bicep passes for each principal parameter: the identity module whose principalId it is, or
+# None for main.bicep's own parameter (the bot).
+PRINCIPAL_SOURCES = {
+    "managedIdentityPrincipalId": "apiUserAssignedIdentity",
+    "publisherPrincipalId": "apiUserAssignedIdentity",
+    "graphIdentityPrincipalId": "graphUserAssignedIdentity",
+    "botPrincipalId": None,
 }
 
 SECRET_MARKERS = (
@@ -123,11 +184,8 @@ def parse(path: Path) -> dict[str, Any]:
 
 
 def body(resource_or_module: dict[str, Any]) -> dict[str, Any]:
-    """The object of a resource or module, whether or not it is deployed under `if (...)`."""
-    config = resource_or_module["config"]
-    if set(config) == {"condition", "config"}:
-        return config["config"]
-    return config
+    """The object of a resource or module, whether or not it is deployed under `if (...)` or `for`."""
+    return unwrap(resource_or_module["config"])
 
 
 def condition(resource_or_module: dict[str, Any]) -> Any:
@@ -235,6 +293,9 @@ def test_infra_has_the_expected_templates():
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
 def test_bicep_file_parses(path: Path):
     parsed = parse(path)
+    if path == GUARD:  # a check with an output, no resource
+        assert parsed.get("outputs") and not parsed.get("resources"), path
+        return
     assert parsed.get("resources") or parsed.get("modules"), f"{path} declares nothing"
 
 
@@ -289,6 +350,7 @@ def test_every_resource_is_tagged_and_the_site_carries_the_azd_service_name():
         "monitoring",
         "operations",
         "keyVault",
+        "callEvents",
         "api",
     ):
         assert body(module_named(name))["params"]["tags"] == "tags", name
@@ -414,15 +476,30 @@ def test_no_setting_or_output_holds_a_secret_or_storage_key():
     assert re.fullmatch(r"@Microsoft\.KeyVault\(VaultName=\$\{\w+\};SecretName=\$\{\w+\}\)", secret), secret
 
 
+# The one secure input: the bot's webhook URL may carry a key in its query string (a Functions key, say),
+# so it is @secure (kept out of the deployment history) and reaches nothing but the event subscription.
+SECURE_PARAMETERS = {(MAIN, "callEventsWebhookUrl"), (EVENTS, "webhookUrl")}
+
+
 def test_no_secret_passes_through_the_templates():
     # The operator writes the Graph client secret into Key Vault after deployment (docs/deploy.md), so no
     # template takes a secret, and no Key Vault secret resource is written by a deployment.
+    secure = set()
     for path in BICEP_FILES:
         for name, definition in parse(path).get("parameters", {}).items():
             kinds = {d["type"] for d in definition["decorators"]}
-            assert "secure" not in kinds, f"{path.name}: {name}"
+            if "secure" in kinds:
+                secure.add((path, name))
+                assert definition["default"] == "", f"{path.name}: {name} has a default"
             assert not re.search(r"(secret|password|key)$", name, re.IGNORECASE) or name.endswith("Name"), name
         assert not resources_of_type(path, "Microsoft.KeyVault/vaults/secrets"), path
+    assert secure == SECURE_PARAMETERS
+    for path, name in SECURE_PARAMETERS:
+        assert name not in json.dumps(parse(path).get("outputs", {})), f"{path.name}: {name} reaches an output"
+    assert body(module_named("callEvents"))["params"]["webhookUrl"] == "callEventsWebhookUrl"
+    (subscription,) = resources_of_type(EVENTS, "Microsoft.EventGrid/topics/eventSubscriptions").values()
+    assert body(subscription)["properties"]["destination"]["properties"]["endpointUrl"] == "webhookUrl"
+    assert EVENTS.read_text(encoding="utf-8").count("webhookUrl") == 3  # declared, withWebhook, endpointUrl
 
 
 def test_outputs_are_upper_snake_and_hold_no_secret():
@@ -456,18 +533,24 @@ def role_of(path: Path, res: dict[str, Any]) -> str:
 
 def test_every_role_assignment_targets_the_identity_whose_job_it_is():
     assignments = role_assignments()
-    assert assignments
+    assert {(path, name) for path, name, _ in assignments} == set(EXPECTED_ROLES)
     for path, name, res in assignments:
+        role, principal, _, _ = EXPECTED_ROLES[(path, name)]
         props = body(res)["properties"]
-        principal = props["principalId"]
-        role = role_of(path, res)
-        expected_param, identity_module = ROLE_PRINCIPALS[role]
-        assert principal == expected_param, f"{name}: {role} goes to {principal}, not {expected_param}"
-        assert principal in parse(path)["parameters"], f"{name}: principalId is not a parameter"
+        assert role_of(path, res) == role, name
         assert props["principalType"] == "ServicePrincipal", name
+        if principal == "topic.identity.principalId":  # the topic's own system-assigned identity
+            assert "topic" in json.dumps(props["principalId"]) and "principalId" in json.dumps(props["principalId"])
+            assert body(resources_of_type(EVENTS, "Microsoft.EventGrid/topics")["topic"])["identity"] == {
+                "type": "SystemAssigned"
+            }
+            continue
+        assert props["principalId"] == principal, f"{name}: {role} goes to {props['principalId']}, not {principal}"
+        assert principal in parse(path)["parameters"], f"{name}: principalId is not a parameter"
         _, module = module_for(path)
         passed = body(module)["params"].get(principal)
         assert passed is not None, f"{name}: main.bicep does not pass {principal}"
+        identity_module = PRINCIPAL_SOURCES[principal]
         if identity_module is None:  # the bot: main.bicep's own parameter
             assert passed == principal and principal in parse(MAIN)["parameters"], name
         else:
@@ -501,31 +584,41 @@ def test_the_graph_identity_holds_no_storage_role_and_the_app_identity_cannot_ca
     assert settings["AzureWebJobsStorage__clientId"] == ["identityClientId"]
 
 
+SCOPE_TYPES = {
+    "storageAccount": "Microsoft.Storage/storageAccounts",
+    "applicationInsights": "Microsoft.Insights/components",
+    "keyVault": "Microsoft.KeyVault/vaults",
+    "cleanupQueue": "Microsoft.Storage/storageAccounts/queueServices/queues",
+    "cleanupPoisonQueue": "Microsoft.Storage/storageAccounts/queueServices/queues",
+    "topic": "Microsoft.EventGrid/topics",
+    "deadLetterContainer": "Microsoft.Storage/storageAccounts/blobServices/containers",
+}
+
+
 def test_roles_are_exactly_the_needed_ones_at_the_narrowest_scope():
-    seen = {}
     for path, name, res in role_assignments():
+        role, _, scope_name, expected_condition = EXPECTED_ROLES[(path, name)]
         config = body(res)
-        role = role_of(path, res)
-        scope = parse(path)["resources"][config["scope"]]
-        assert scope["existing"], name
-        assert scope["type"] == ROLE_SCOPE_TYPES[role], f"{name}: {role} at {scope['type']}"
-        seen[role] = (path, res)
-    assert set(seen) == set(ROLE_IDS.values())
+        assert config["scope"] == scope_name, f"{name}: {role} at {config['scope']}"
+        scope = parse(path)["resources"][scope_name]
+        assert scope["type"] == SCOPE_TYPES[scope_name], name
+        assert condition(res) == expected_condition, name
     # Key Vault Secrets User only with the secret option
-    _, kv_assignment = seen["Key Vault Secrets User"]
-    assert condition(kv_assignment) == "enableKeyVault"
     keyvault_param = body(module_named("rbac"))["params"]["keyVaultName"]
     assert keyvault_param["operator"]["operands"]["condition"] == "useSecret"
-    # Monitoring Metrics Publisher only with Entra-only ingestion
-    _, monitoring_assignment = seen["Monitoring Metrics Publisher"]
-    assert condition(monitoring_assignment) == "applicationInsightsEntraAuth"
-    # the bot: only when botPrincipalId is given, and only on the cleanup queue
-    _, bot_assignment = seen["Storage Queue Data Message Processor"]
-    assert condition(bot_assignment) == "enableBot"
-    queue = parse(RBAC)["resources"][body(bot_assignment)["scope"]]
-    assert body(queue)["name"] == "cleanupQueueName"
-    assert body(module_named("rbac"))["params"]["botPrincipalId"] == "botPrincipalId"
-    assert param(MAIN, "botPrincipalId")["default"] == ""
+    # the bot's queues: CLEANUP_QUEUE_NAME and its poison queue, created by the storage module
+    rbac = parse(RBAC)["resources"]
+    assert body(rbac["cleanupQueue"])["name"] == "cleanupQueueName" and rbac["cleanupQueue"]["existing"]
+    assert (
+        body(rbac["cleanupPoisonQueue"])["name"] == "cleanupPoisonQueueName" and rbac["cleanupPoisonQueue"]["existing"]
+    )
+    params = body(module_named("rbac"))["params"]
+    assert params["botPrincipalId"] == "botPrincipalId" and param(MAIN, "botPrincipalId")["default"] == ""
+    assert "cleanupPoisonQueueName" in json.dumps(params["cleanupPoisonQueueName"])
+    assert "storage" in json.dumps(params["cleanupPoisonQueueName"])
+    # the dead-letter role is on the container the subscription writes to, nothing wider
+    container = body(parse(EVENTS)["resources"]["deadLetterContainer"])
+    assert container["name"] == "deadLetterContainerName" and container["parent"] == "blobService"
 
 
 # --- resources -------------------------------------------------------------------------------------------
@@ -546,18 +639,36 @@ def test_table_and_queues_exist_and_feed_the_app_settings():
     tables = resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts/tableServices/tables")
     queues = resources_of_type(STORAGE, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert {body(t)["name"] for t in tables.values()} == {"callsTableName"}
-    assert {body(q)["name"] for q in queues.values()} == {"cleanupQueueName", "workQueueName"}
+    names = {body(q)["name"] for q in queues.values()}
+    assert names == {"cleanupQueueName", "workQueueName", "callEventsQueueName", "poisonQueueName"}
+    # every queue's poison queue exists from the start (the bot may hold only message roles there)
+    assert variable(STORAGE, "poisonQueueNames") == [
+        "${cleanupQueueName}-poison",
+        "${workQueueName}-poison",
+        "${callEventsQueueName}-poison",
+    ]
+    assert queues["poisonQueues"]["config"]["loop_type"]["detail"]["array_name"] == "poisonQueueNames"
     params = body(module_named("storage"))["params"]
     assert params["callsTableName"] == "callsTableName"
     assert params["cleanupQueueName"] == "cleanupQueueName"
     assert params["workQueueName"] == "keepAliveWorkQueueName"
+    assert params["callEventsQueueName"] == "callEventsQueueName"
     settings = variable(MAIN, "contractAppSettings")
     assert settings["CALLS_TABLE_NAME"] == params["callsTableName"]
     assert settings["CLEANUP_QUEUE_NAME"] == params["cleanupQueueName"]
     assert settings["KEEPALIVE_WORK_QUEUE_NAME"] == params["workQueueName"]
+    assert settings["CALL_EVENTS_QUEUE_NAME"] == params["callEventsQueueName"]
     assert param(MAIN, "callsTableName")["default"] == "activecalls"
     assert param(MAIN, "cleanupQueueName")["default"] == "call-cleanup"
     assert param(MAIN, "keepAliveWorkQueueName")["default"] == "keepalive-work"
+    assert param(MAIN, "callEventsQueueName")["default"] == "call-events"
+    # 56 characters at most: <name>-poison must still be a queue name (63)
+    for path, name in ((MAIN, "cleanupQueueName"), (MAIN, "keepAliveWorkQueueName"), (MAIN, "callEventsQueueName")):
+        limits = {d["type"]: d["argument"] for d in param(path, name)["decorators"]}
+        assert limits["max_length"] + len("-poison") <= 63, name
+    for name in ("cleanupQueueName", "workQueueName", "callEventsQueueName"):
+        limits = {d["type"]: d["argument"] for d in param(STORAGE, name)["decorators"]}
+        assert limits["max_length"] + len("-poison") <= 63, name
 
 
 def test_plan_is_flex_consumption_by_default_and_elastic_premium_by_parameter():
@@ -714,7 +825,8 @@ def test_operations_alerts_action_group_and_workbook():
         variable(OPERATIONS, "poisonQuery")
     )
     (workbook,) = resources_of_type(OPERATIONS, "Microsoft.Insights/workbooks").values()
-    assert body(workbook)["properties"]["sourceId"] == "applicationInsightsId"
+    # lower case (hashicorp/terraform-provider-azurerm#27755)
+    assert function_args(body(workbook)["properties"]["sourceId"], "to_lower") == ["applicationInsightsId"]
     loaded = json.dumps(variable(OPERATIONS, "workbookQueries"))
     for kql in ("tick-summary.kql", "at-risk.kql", "throttling-by-tenant.kql", "ended-calls.kql"):
         assert kql in loaded, kql

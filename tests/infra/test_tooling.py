@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -57,20 +58,27 @@ def test_no_unused_parameter_or_variable(path: Path):
 
 def test_azure_yaml_runs_the_premium_hook_before_deploy():
     text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
-    assert re.search(r"^    hooks:\n      #.*\n.*\n      predeploy:\n        shell: sh\n", text, re.MULTILINE)
+    assert re.search(r"^    hooks:\n(      #.*\n)+      predeploy:\n        shell: sh\n", text, re.MULTILINE)
     assert "run: ./scripts/predeploy_premium.sh" in text
     assert os.access(HOOK, os.X_OK)
 
 
-def run_hook(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Runs the hook with stand-ins for az and python on PATH that log their arguments."""
+def run_hook(
+    tmp_path: Path, env: dict[str, str], refuse: str | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Runs the hook with stand-ins for az and python on PATH that log their arguments; the az stand-in
+    fails (exit 1) on a call whose arguments contain `refuse`."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     log = tmp_path / "calls.log"
+    refused = f'*"{refuse}"*) exit 1;; ' if refuse else ""
     (bin_dir / "az").write_text(
         f'#!/bin/sh\necho "az $*" >> {log}\n'
-        'case "$*" in *"signed-in-user"*) echo 00000000-0000-0000-0000-000000000001;; '
+        f'case "$*" in {refused}'
+        '*"signed-in-user"*) echo 00000000-0000-0000-0000-000000000001;; '
         '*"storage account show"*) echo /subscriptions/s/providers/Microsoft.Storage/storageAccounts/st;; '
+        '*"functionapp show"*) echo /subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Web/sites/'
+        "func-api-test;; "
         '*"blob upload"*) f=$(echo "$*" | sed -n "s/.*--file \\([^ ]*\\).*/\\1/p"); cp "$f" '
         + str(tmp_path)
         + "/uploaded.zip;; esac\n",
@@ -113,15 +121,24 @@ PREMIUM_ENV = {
 }
 
 
-def test_the_hook_uploads_the_package_restarts_the_app_and_stops_azd_on_elastic_premium(tmp_path: Path):
+SYNC = (
+    "az rest --method post --url /subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Web/sites/"
+    "func-api-test/syncfunctiontriggers?api-version=2024-04-01 --output none"
+)
+RESTART = "az functionapp restart --resource-group rg-test --name func-api-test --output none"
+
+
+def test_the_hook_uploads_the_package_restarts_the_app_syncs_triggers_and_stops_azd_on_elastic_premium(
+    tmp_path: Path,
+):
     proc, calls = run_hook(tmp_path, PREMIUM_ENV)
     assert proc.returncode == 3, proc.stderr
     assert "callkeeper is deployed" in proc.stdout and "409" in proc.stdout
     upload = next(c for c in calls if "storage blob upload" in c)
     assert "--auth-mode login" in upload and "--account-name sttest" in upload
     assert "--container-name app-package-test" in upload and "--name callkeeper.zip" in upload
-    assert calls[-1] == "az functionapp restart --resource-group rg-test --name func-api-test --output none"
-    assert calls.index(upload) < len(calls) - 1
+    # upload, then restart, then sync the triggers (Learn: run from a package URL) as the last call
+    assert calls.index(upload) < calls.index(RESTART) < calls.index(SYNC) == len(calls) - 1
     grant = next(c for c in calls if "role assignment create" in c)
     assert "Storage Blob Data Contributor" in grant and grant.endswith(
         "/blobServices/default/containers/app-package-test --output none"
@@ -133,7 +150,50 @@ def test_the_hook_uploads_the_package_restarts_the_app_and_stops_azd_on_elastic_
     assert not any("__pycache__" in name for name in names)
 
 
+def test_the_hook_installs_linux_wheels_for_the_functions_platform_whatever_machine_runs_it(tmp_path: Path):
+    proc, calls = run_hook(tmp_path, PREMIUM_ENV)
+    assert proc.returncode == 3, proc.stderr
+    (pip,) = [c for c in calls if c.startswith("python -m pip install")]
+    args = pip.split()
+    for flag, value in (
+        ("--platform", "manylinux2014_x86_64"),
+        ("--only-binary", None),
+        ("--python-version", "3.11"),
+        ("--implementation", "cp"),
+        ("-r", "requirements.txt"),
+    ):
+        if value is None:
+            assert "--only-binary=:all:" in args, pip
+        else:
+            assert args[args.index(flag) + 1] == value, pip
+    assert args[args.index("--target") + 1].endswith("/app/.python_packages/lib/site-packages"), pip
+
+
 def test_the_hook_run_alone_deploys_without_stopping(tmp_path: Path):
     proc, calls = run_hook(tmp_path, {**PREMIUM_ENV, "CALLKEEPER_DEPLOY_ONLY": "1"})
     assert proc.returncode == 0, proc.stderr
-    assert calls[-1].startswith("az functionapp restart")
+    assert calls[-3] == RESTART and calls[-1] == SYNC
+    assert "callkeeper is deployed" not in proc.stdout
+
+
+def test_the_hook_fails_when_a_call_to_azure_fails(tmp_path: Path):
+    # set -e: a refused sync (say, no right on the app) is an error, not a silent half-deployment
+    proc, calls = run_hook(tmp_path, PREMIUM_ENV, refuse="syncfunctiontriggers")
+    assert proc.returncode == 1 and "callkeeper is deployed" not in proc.stdout
+    assert calls[-1].startswith("az rest --method post")
+
+
+def test_checkov_leaves_out_only_the_region_guard_which_declares_no_resource():
+    spec = importlib.util.spec_from_file_location("check_infra", ROOT / "scripts" / "check_infra.py")
+    assert spec and spec.loader
+    check_infra = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_infra)
+    assert set(check_infra.NOT_FOR_CHECKOV) == {"infra/core/guard/hosting-region.bicep"}
+    for path, reason in check_infra.NOT_FOR_CHECKOV.items():
+        parsed = parse(ROOT / path)
+        assert not parsed.get("resources") and not parsed.get("modules"), path
+        assert "fail()" in (ROOT / path).read_text(encoding="utf-8") and "fail()" in reason
+    # every other template is one checkov reads (the guard is the only one with fail())
+    for path in BICEP_FILES:
+        if str(path.relative_to(ROOT)) not in check_infra.NOT_FOR_CHECKOV:
+            assert "fail(" not in path.read_text(encoding="utf-8"), path

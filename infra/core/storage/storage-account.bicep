@@ -1,5 +1,6 @@
 // Storage for the Functions host and the app: identity-only (no shared key), TLS 1.2, HTTPS only,
-// no public blob access. Holds the deployment package container, the calls table and the app's queues.
+// no public blob access. Holds the deployment package container, the calls table, the app's queues and
+// their poison queues.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -22,18 +23,23 @@ param deploymentContainerName string
 @maxLength(63)
 param callsTableName string
 
-@description('Queue that receives callEnded events (CLEANUP_QUEUE_NAME).')
+@description('Queue that receives callEnded events (CLEANUP_QUEUE_NAME); 56 characters at most, so that <name>-poison is a valid queue name (63).')
 @minLength(3)
-@maxLength(63)
+@maxLength(56)
 param cleanupQueueName string
 
 @description('Log Analytics workspace that receives the queue and table logs (diagnostic settings).')
 param logAnalyticsWorkspaceId string
 
-@description('Queue of fan-out work messages (KEEPALIVE_WORK_QUEUE_NAME).')
+@description('Queue of fan-out work messages (KEEPALIVE_WORK_QUEUE_NAME); 56 characters at most (<name>-poison).')
 @minLength(3)
-@maxLength(63)
+@maxLength(56)
 param workQueueName string
+
+@description('Queue through which callEnded events reach the Event Grid topic (CALL_EVENTS_QUEUE_NAME); 56 characters at most (<name>-poison).')
+@minLength(3)
+@maxLength(56)
+param callEventsQueueName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35:Without a virtual network the Flex Consumption host reaches storage over its public endpoint; access is Entra-only (allowSharedKeyAccess false)
@@ -111,6 +117,31 @@ resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-
   name: workQueueName
 }
 
+// Created whether or not a topic exists: the app creates it when missing anyway, and an empty queue costs
+// nothing.
+resource callEventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: callEventsQueueName
+}
+
+// The poison queues exist from the start, so that an identity holding only message roles can move a
+// failing message there: the Functions host sends to <name>-poison and creates the queue only when that
+// send finds it missing (Azure WebJobs queues extension, StorageQueueExtensions.AddMessageAndCreateIfNotExistsAsync,
+// Azure/azure-sdk-for-net sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues), which needs
+// Storage Queue Data Contributor on the account. The bot's Functions host moves callEnded events it
+// failed on to <cleanup>-poison (app/rbac.bicep gives it the right there), and the poison alert names all
+// three.
+var poisonQueueNames = [
+  '${cleanupQueueName}-poison'
+  '${workQueueName}-poison'
+  '${callEventsQueueName}-poison'
+]
+
+resource poisonQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for poisonQueueName in poisonQueueNames: {
+  parent: queueService
+  name: poisonQueueName
+}]
+
 // Writes and deletes on the queues and the table go to Log Analytics (StorageQueueLogs, StorageTableLogs):
 // an audit of who changed calls and events, and the poison-queue alert (a PutMessage on <queue>-poison).
 // Reads are left out: every tick reads the whole table, and those logs would cost more than they tell.
@@ -152,3 +183,5 @@ output deploymentContainerName string = deploymentContainer.name
 output callsTableName string = callsTable.name
 output cleanupQueueName string = cleanupQueue.name
 output workQueueName string = workQueue.name
+output callEventsQueueName string = callEventsQueue.name
+output cleanupPoisonQueueName string = poisonQueues[0].name
