@@ -45,6 +45,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
     {"login.microsoftonline.com", "login.microsoftonline.us", "login.microsoft.com", "login.windows.net"}
 )
 CREDENTIAL_SETTINGS = ("GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID")
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # what `requests` reads, in its order
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class Settings:
     appinsights_connection_string: str | None = field(default=None, repr=False)  # APPLICATIONINSIGHTS_CONNECTION_STRING
     appinsights_authentication_string: str | None = None  # APPLICATIONINSIGHTS_AUTHENTICATION_STRING
     worker_telemetry: bool = False  # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true: the worker sets up the distro
+    ca_bundle: tuple[str, str] | None = None  # (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, its value): what requests uses
+    ca_bundle_origin: str = "the app settings"  # where that value came from, for the hints (the command line's own)
     storage_problems: tuple[str, ...] = ()
     tuning_problems: tuple[str, ...] = ()
     credential_problems: tuple[str, ...] = ()
@@ -96,6 +99,22 @@ class Settings:
 
     def problems(self, *, dry_run: bool) -> tuple[str, ...]:
         return self.tuning_problems + (() if dry_run else self.credential_problems)
+
+    def tls_hint(self) -> str:
+        """What to do about a certificate that could not be verified, naming the CA bundle in force and its origin
+        (a file path, never a secret)."""
+        fix = "point it at the PEM of the CA that signed the server's certificate"
+        if self.ca_bundle is None:
+            return f"REQUESTS_CA_BUNDLE is not set, so the CA bundle of certifi is used: set it and {fix}"
+        name, value = self.ca_bundle
+        return f"{name}={value} is in force (from {self.ca_bundle_origin}): {fix}"
+
+    def ca_bundle_problem(self) -> str | None:
+        """Why the CA bundle in force cannot be used (a path that is neither a file nor a folder), or None."""
+        if self.ca_bundle is None or os.path.exists(self.ca_bundle[1]):
+            return None
+        name, value = self.ca_bundle
+        return f"{name} names {value}, which does not exist (from {self.ca_bundle_origin})"
 
     @property
     def ended_table_name(self) -> str:
@@ -279,6 +298,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         appinsights_authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
         worker_telemetry=(env.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") or "").lower() == "true",
+        ca_bundle=next(((name, value) for name in CA_BUNDLE_SETTINGS if (value := env.get(name)) is not None), None),
         storage_problems=tuple(store.problems),
         tuning_problems=tuple(env.problems),
         credential_problems=tuple(credential_problems),
