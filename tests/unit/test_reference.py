@@ -248,3 +248,48 @@ def test_a_right_answer_passes_both():
     schema = schemathesis.openapi.from_wsgi("/openapi.yaml", _wrong_app(200, {}, RECORD_JSON))
     case = schema["/api/calls/{callId}"]["GET"].Case(path_parameters={"callId": "c1"})
     validate_answer(case, case.call())
+
+
+# --- the documents a user reads -----------------------------------------------------------------------
+ROOT = OPENAPI.parents[1]
+CONTRACT = ROOT.parent / "shared" / "spec" / "contract.md"  # beside the clone, for the developers; never linked
+USER_FACING = sorted([ROOT / "README.md", ROOT / "local.settings.sample.json", *(ROOT / "docs").rglob("*")], key=str)
+_OUTSIDE = re.compile(r"\.\./shared|shared/spec|contract\.md|\bthe contract\b|\bcontract's\b", re.IGNORECASE)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", [p for p in USER_FACING if p.is_file()], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_user_facing_file_points_outside_the_repository(path):
+    text = path.read_text(encoding="utf-8")
+    assert not _OUTSIDE.findall(text), f"{path.name} points at a document outside the repository"
+    for target in _LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        linked = (path.parent / target.split("#", 1)[0]).resolve()
+        assert linked.is_relative_to(ROOT) and linked.exists(), f"{path.name} links {target}, which is not here"
+
+
+def _names_the_app_reads() -> set[str]:
+    """Every setting name shared/settings.py reads (the only module that reads the environment)."""
+    text = (ROOT / "shared" / "settings.py").read_text(encoding="utf-8")
+    return set(re.findall(r'"((?:[A-Z][A-Z0-9]*_)+[A-Z0-9]+|AzureWebJobsStorage(?:__[A-Za-z]+)?)"', text))
+
+
+def _names_of_the_contract() -> set[str]:
+    if not CONTRACT.exists():  # a clone without the developers' spec beside it: the app's names are the check
+        return set()
+    section = CONTRACT.read_text(encoding="utf-8").split("## Settings", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Za-z_]+)` \|", section, flags=re.MULTILINE))
+
+
+def test_the_reference_lists_every_setting_the_app_reads():
+    reference = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    names = _names_the_app_reads() | _names_of_the_contract()
+    assert len(names) > 25
+    assert sorted(name for name in names if f"`{name}`" not in reference) == []
+
+
+def test_the_readme_links_the_reference_the_api_document_and_the_schemas():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("docs/reference.md", "docs/openapi.yaml", "docs/schemas/callEnded.schema.json"):
+        assert f"]({target})" in readme, target
