@@ -45,6 +45,7 @@ EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away (`| head`), a
 
 AZURITE_START = "bash scripts/azurite.sh start .azurite"
 DEFAULT_AZURITE_PORTS = ("10000", "10001", "10002")  # blob, queue, table: what UseDevelopmentStorage=true reaches
+AZURITE_PORTS_FILE = ".azurite/azurite.ports"  # the ports of the Azurite scripts/azurite.sh started here
 STORAGE_ROLES = "Storage Table Data Contributor and Storage Queue Data Contributor"
 
 
@@ -94,8 +95,18 @@ def _azurite_ports(settings: Settings | None) -> tuple[str, str, str]:
     return ports[0], ports[1], ports[2]
 
 
-def _start_azurite(settings: Settings | None) -> str:
+def _start_azurite(settings: Settings | None, folder: Path) -> str:
     ports = _azurite_ports(settings)
+    try:  # what `bash scripts/azurite.sh start` recorded for the Azurite it runs from this folder
+        running = tuple((folder / AZURITE_PORTS_FILE).read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError):
+        running = ()
+    if running and running != ports:
+        return (
+            f"this folder's Azurite listens on ports {' '.join(running)} (blob, queue, table), which "
+            "AzureWebJobsStorage does not name: set it to the string `bash scripts/azurite.sh connection .azurite` "
+            "prints (README, 'Azurite on other ports')"
+        )
     if ports == DEFAULT_AZURITE_PORTS:
         return (
             f"start Azurite from the app folder: `{AZURITE_START}` (or `make prepare`); it listens on 127.0.0.1 "
@@ -147,7 +158,7 @@ def _storage(error: BaseException, where: Where) -> Advice:
     message = str(getattr(error, "message", error))
     if _is_local_storage(where.settings):
         message = "storage is not answering (AzureWebJobsStorage points at Azurite on this machine)"
-        hint = _start_azurite(where.settings)
+        hint = _start_azurite(where.settings, where.folder)
     else:
         hint = (
             "check that AzureWebJobsStorage (or AzureWebJobsStorage__tableServiceUri and __queueServiceUri) names "

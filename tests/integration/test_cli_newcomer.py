@@ -105,6 +105,13 @@ def test_storage_down_names_the_ports_azure_web_jobs_storage_names(app):
     assert f'AZURITE_PORTS="{blob} {queue} {table}" bash scripts/azurite.sh start .azurite' in run.stderr
     assert "10000-10002" not in run.stderr and "a2V5" not in run.stderr
 
+    (app.folder / ".azurite").mkdir()  # `make prepare` started Azurite here on ports the setting does not name
+    (app.folder / ".azurite" / "azurite.ports").write_text("20000 20001 20002\n", encoding="utf-8")
+    elsewhere = app.run("calls", "list")
+    assert elsewhere.code == 1
+    assert "this folder's Azurite listens on ports 20000 20001 20002" in elsewhere.stderr
+    assert "bash scripts/azurite.sh connection .azurite" in elsewhere.stderr
+
 
 def test_the_tls_hint_names_the_ca_bundle_in_force_and_where_it_came_from(app, standins: Standins):
     ctx = app.context()
