@@ -25,7 +25,18 @@ class HostAnswer(func.HttpResponse):
 
 
 class FunctionHost:
-    """Routes HTTP requests to an app's functions by their generated metadata (`get_function_json()`)."""
+    """Routes HTTP requests to an app's functions by their generated metadata (`get_function_json()`).
+
+    `FunctionHost.of(app)` gives the one host of an app: `get_functions()` may run once per app object (a second
+    call finds every function registered already and raises)."""
+
+    _hosts: dict[int, FunctionHost] = {}
+
+    @classmethod
+    def of(cls, app: func.FunctionApp) -> FunctionHost:
+        if id(app) not in cls._hosts:
+            cls._hosts[id(app)] = cls(app)
+        return cls._hosts[id(app)]
 
     def __init__(self, app: func.FunctionApp) -> None:
         self.functions = {f.get_function_name(): f for f in app.get_functions()}  # once per app object

@@ -53,7 +53,7 @@ CONFIG = SchemathesisConfig.from_dict(
         },
     }
 )
-schema = schemathesis.openapi.from_wsgi("/openapi.yaml", FunctionHost(function_app.app).wsgi, config=CONFIG)
+schema = schemathesis.openapi.from_wsgi("/openapi.yaml", FunctionHost.of(function_app.app).wsgi, config=CONFIG)
 GRAPH_TOKEN = "graph-token-of-the-stand-in"  # in the generated cases; the real token is put in at call time
 _graph_token: dict[str, str] = {}
 
