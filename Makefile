@@ -40,8 +40,8 @@ prepare: $(VENV)/.installed node_modules/.installed local.settings.json
 	@echo "Prepared, in $$PWD:"
 	@echo "  .venv/                Python with the app's and the tests' packages, and the callkeeper command (.venv/bin/callkeeper)"
 	@echo "  node_modules/         Azurite, from package.json"
-	@echo "  Azurite               running on 127.0.0.1:10000-10002, data and log in $(AZURITE_DIR)/ ('make stop' stops it)"
 	@echo "  local.settings.json   the app's settings (copied from local.settings.sample.json if it was missing)"
+	@echo "  Azurite               $$(bash scripts/azurite.sh where $(AZURITE_DIR))"
 
 start: prepare
 	@command -v func >/dev/null 2>&1 || { \

@@ -4,18 +4,39 @@
 #   bash scripts/azurite.sh start [dir]    start it (default dir .azurite); "started" only once every port answers
 #   bash scripts/azurite.sh stop [dir]     stop the Azurite this script started
 #   bash scripts/azurite.sh status [dir]
+#   bash scripts/azurite.sh where [dir]    one line for `make prepare`: the ports it listens on, where its data is
+#   bash scripts/azurite.sh connection [dir]   the AzureWebJobsStorage that reaches it
 #
 # Default ports 10000-10002 (blob, queue, table), so `UseDevelopmentStorage=true` reaches it; AZURITE_PORTS
-# ("BLOB QUEUE TABLE") changes them. Its log is $dir/azurite.log: no --debug log, and a log over 1 MiB is
-# moved to azurite.log.1 at the next start, so it stays bounded.
+# ("BLOB QUEUE TABLE") changes them, and then AzureWebJobsStorage must name them (`connection` prints the
+# string). The ports of a running Azurite are kept in $dir/azurite.ports. Its log is $dir/azurite.log: no
+# --debug log, and a log over 1 MiB is moved to azurite.log.1 at the next start, so it stays bounded.
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-.azurite}
 pidfile="$dir/azurite.pid"
+portsfile="$dir/azurite.ports"
 log="$dir/azurite.log"
-read -r blob_port queue_port table_port <<<"${AZURITE_PORTS:-10000 10001 10002}"
+default_ports="10000 10001 10002"
+read -r blob_port queue_port table_port <<<"${AZURITE_PORTS:-$default_ports}"
 ports=("$blob_port" "$queue_port" "$table_port")
 azurite=node_modules/.bin/azurite
+# Azurite's well-known development account (public, the same in every Azurite): not a secret
+account=devstoreaccount1
+account_key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+# The ports of the Azurite running from $dir (as it was started), else those asked for now.
+running_ports() {
+  if [ -n "$(running_pid 2>/dev/null)" ] && [ -s "$portsfile" ]; then cat "$portsfile"; else echo "${ports[*]}"; fi
+}
+
+# The AzureWebJobsStorage that reaches Azurite on the ports "BLOB QUEUE TABLE".
+connection_string() {
+  local b q t
+  read -r b q t <<<"$1"
+  if [ "$b $q $t" = "$default_ports" ]; then echo "UseDevelopmentStorage=true"; return; fi
+  echo "DefaultEndpointsProtocol=http;AccountName=$account;AccountKey=$account_key;BlobEndpoint=http://127.0.0.1:$b/$account;QueueEndpoint=http://127.0.0.1:$q/$account;TableEndpoint=http://127.0.0.1:$t/$account;"
+}
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -60,7 +81,7 @@ start() {
   local pid
   pid=$(running_pid)
   if [ -n "$pid" ]; then
-    echo "Azurite already running (pid $pid, ports ${ports[*]}, data in $dir)"; exit 0
+    echo "Azurite already running (pid $pid, ports $(running_ports), data in $dir)"; exit 0
   fi
   local port who taken=0
   for port in "${ports[@]}"; do
@@ -71,7 +92,10 @@ start() {
     fi
   done
   if [ "$taken" = 1 ]; then
-    echo "Stop that process, or, if it is an Azurite of your own on these ports, use it as it is (UseDevelopmentStorage=true reaches it)." >&2
+    local reach="AzureWebJobsStorage must name these ports: \`AZURITE_PORTS=\"${ports[*]}\" bash $0 connection\` prints it"
+    [ "${ports[*]}" = "$default_ports" ] && reach="UseDevelopmentStorage=true reaches it"
+    echo "Stop that process, or start Azurite on other free ports (blob, queue, table), e.g. AZURITE_PORTS=\"20000 20001 20002\" make prepare; AzureWebJobsStorage must then name those ports (make prepare prints the string)." >&2
+    echo "If it is an Azurite of your own on these ports, use it as it is ($reach)." >&2
     exit 1
   fi
   if [ -f "$log" ] && [ "$(wc -c <"$log")" -gt 1048576 ]; then mv -f "$log" "$log.1"; fi
@@ -81,6 +105,7 @@ start() {
     --blobPort "$blob_port" --queuePort "$queue_port" --tablePort "$table_port" >>"$log" 2>&1 &
   pid=$!
   echo "$pid" >"$pidfile"
+  echo "${ports[*]}" >"$portsfile"
   for _ in $(seq 1 300); do
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$pidfile"
@@ -107,7 +132,7 @@ stop() {
   fi
   kill "$pid"
   for _ in $(seq 1 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then rm -f "$pidfile"; echo "Azurite stopped (pid $pid)"; exit 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then rm -f "$pidfile" "$portsfile"; echo "Azurite stopped (pid $pid)"; exit 0; fi
     sleep 0.1
   done
   echo "Azurite (pid $pid) did not stop within 10 s; \`kill -9 $pid\` ends it" >&2
@@ -117,12 +142,26 @@ stop() {
 status() {
   local pid
   pid=$(running_pid)
-  if [ -n "$pid" ]; then echo "Azurite running (pid $pid, ports ${ports[*]}, data in $dir)"; else echo "Azurite is not running"; exit 3; fi
+  if [ -n "$pid" ]; then echo "Azurite running (pid $pid, ports $(running_ports), data in $dir)"; else echo "Azurite is not running"; exit 3; fi
+}
+
+# One line for `make prepare`; and, when the ports are not the default ones, what AzureWebJobsStorage must be.
+where() {
+  local running
+  running=$(running_ports)
+  echo "running on 127.0.0.1 ports $running (blob, queue, table), data and log in $dir/ ('make stop' stops it)"
+  if [ "$running" != "$default_ports" ]; then
+    echo "  note: these are not the default ports, so UseDevelopmentStorage=true does not reach this Azurite: set"
+    echo "  AzureWebJobsStorage in local.settings.json to"
+    echo "    $(connection_string "$running")"
+  fi
 }
 
 case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status [dir]" >&2; exit 2 ;;
+  where) where ;;
+  connection) connection_string "$(running_ports)" ;;
+  *) echo "usage: $0 start|stop|status|where|connection [dir]" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ import binascii
 from urllib.parse import urlsplit
 
 SETTING = "AzureWebJobsStorage"
+DEVELOPMENT = "UseDevelopmentStorage=true"
 _ENDPOINTS = ("TableEndpoint", "QueueEndpoint", "BlobEndpoint", "FileEndpoint")
 
 
@@ -37,6 +38,8 @@ def connection_string_problem(value: str) -> str | None:
         return f"{SETTING} is not a connection string (Name=value pairs separated by ';')"
     if pairs.get("usedevelopmentstorage", "").casefold() == "true":
         return None
+    if "usedevelopmentstorage" in pairs:  # a typo such as `ture`: say what was meant (the value holds no secret)
+        return f"{SETTING} sets UseDevelopmentStorage to something other than true: for Azurite write " + DEVELOPMENT
     for name in _ENDPOINTS:
         endpoint = pairs.get(name.casefold())
         if endpoint is not None and (

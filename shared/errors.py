@@ -15,6 +15,7 @@ KeepAliveError
 │       ├── StorageAccessDenied    401/403 from storage: the identity lacks `role`, or a wrong key
 │       └── StorageTlsError        the storage endpoint's certificate could not be verified
 ├── SettingsError(problems)        a missing or invalid setting, each problem naming it
+│   └── SettingsFileError(path)    local.settings.json itself cannot be read (not JSON, no "Values" object)
 ├── TokenError(tenant_id, code)    MSAL or the identity provider refused or failed (`code`: invalid_client, ...)
 ├── UnreadableRow(reason)          a table row this app did not write (or damaged): skipped, left in place
 ├── TransactionFailed(status)      Table Storage refused an entity group transaction; nothing of it was written
@@ -34,8 +35,6 @@ KeyboardInterrupt
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-TLS_HINT = "set REQUESTS_CA_BUNDLE to the PEM of the CA that signed the server's certificate"
 
 
 class KeepAliveError(Exception):
@@ -124,6 +123,14 @@ class SettingsError(KeepAliveError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("invalid settings: " + "; ".join(self.problems))
+
+
+class SettingsFileError(SettingsError):
+    """The command line's `local.settings.json` cannot be read as settings at all; `path` is the file."""
+
+    def __init__(self, problem: str, *, path: str) -> None:
+        super().__init__([problem])
+        self.path = path
 
 
 class TokenError(KeepAliveError):

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"callkeeper/{__version__} (Microsoft Graph call keep-alive) python-requests/{requests.__version__}"
 MESSAGE_LIMIT = 1024
 CODE_LIMIT = 128  # Graph's codes are short words; a longer one is cut so `lastError` stays short
+TLS_FAILURE = "tls error (see REQUESTS_CA_BUNDLE)"  # lastError of a keepAlive whose certificate was not trusted
 HOST_POOLS = 4  # distinct hosts kept pooled: Graph, the authority, and spare
 
 FORBIDDEN_HINT = (
@@ -241,7 +242,7 @@ class GraphClient:
         except requests.Timeout:
             return _Answer(None, {}, failure="timeout")
         except requests.exceptions.SSLError:  # retried like a connection error; the words say what to fix
-            return _Answer(None, {}, failure="tls error (see REQUESTS_CA_BUNDLE)")
+            return _Answer(None, {}, failure=TLS_FAILURE)
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
             return _Answer(None, {}, failure="connection error")
         except requests.RequestException as exc:
@@ -304,9 +305,16 @@ class GraphClient:
             retries=retries,
         )
 
-    @staticmethod
-    def _hint(answer: _Answer, call_id: str, tenant_id: str) -> None:
-        if answer.status == 403:
+    def _hint(self, answer: _Answer, call_id: str, tenant_id: str) -> None:
+        if answer.failure == TLS_FAILURE:
+            logger.log(
+                failure_level(),
+                "graph keepalive tls error callId=%s tenantId=%s hint=%s",
+                safe(call_id),
+                tenant_id,
+                self._settings.tls_hint(),
+            )
+        elif answer.status == 403:
             logger.log(
                 failure_level(),
                 "graph keepalive forbidden callId=%s tenantId=%s code=%s requestId=%s hint=%s",

@@ -41,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 def check_settings(settings: Settings, *, dry_run: bool) -> None:
     """Whether a tick may run with these settings: `SettingsError` naming every bad one (a dry run needs no
-    credential). The timer, a work message and the command line all ask here."""
+    credential, and sends nothing, so no CA bundle either). The timer, a work message and the command line all ask
+    here."""
     problems = settings.problems(dry_run=dry_run)
+    ca_bundle = None if dry_run else settings.ca_bundle_problem()
+    if ca_bundle is not None:
+        problems += (ca_bundle,)
     if problems:
         raise SettingsError(problems)
 

@@ -17,6 +17,10 @@ from shared.store import CallStore
 logger = logging.getLogger(__name__)
 
 _ATTEMPTS = 5  # inserts tried while a row holds the key but cannot be read as a call
+NO_TENANT = (
+    "no tenantId was given and GRAPH_TENANT_ID is not set, so its keepAlives fail ('no tenant') "
+    "until GRAPH_TENANT_ID is set (or the call is removed and registered again with a tenantId)"
+)
 
 
 def register_call(
@@ -71,6 +75,8 @@ def register_explicitly(
     )
     if created:
         logger.info("call registered callId=%s tenantId=%s", safe(call_id), record.tenant_id)
+        if record.tenant_id is None:
+            logger.warning("call registered without a tenant callId=%s: %s", safe(call_id), NO_TENANT)
     return record, created
 
 

@@ -58,6 +58,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
     {"login.microsoftonline.com", "login.microsoftonline.us", "login.microsoft.com", "login.windows.net"}
 )
 CREDENTIAL_SETTINGS = ("GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID")
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # what `requests` reads, in its order
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,8 @@ class Settings:
     events_topic_key: str | None = field(default=None, repr=False)  # CALL_EVENTS_TOPIC_KEY
     events_identity_client_id: str | None = None  # AzureWebJobsStorage__clientId: the Entra identity without a key
     events_queue_name: str = "call-events"
+    ca_bundle: tuple[str, str] | None = None  # (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, its value): what requests uses
+    ca_bundle_origin: str = "the app settings"  # where that value came from, for the hints (the command line's own)
     storage_problems: tuple[str, ...] = ()
     tuning_problems: tuple[str, ...] = ()
     credential_problems: tuple[str, ...] = ()
@@ -129,6 +132,22 @@ class Settings:
     def events_problems(self) -> tuple[str, ...]:
         """Every bad CALL_EVENTS_* setting (named; never quoting the endpoint or the key)."""
         return self.events_queue_problems + self.events_topic_problems
+
+    def tls_hint(self) -> str:
+        """What to do about a certificate that could not be verified, naming the CA bundle in force and its origin
+        (a file path, never a secret)."""
+        fix = "point it at the PEM of the CA that signed the server's certificate"
+        if self.ca_bundle is None:
+            return f"REQUESTS_CA_BUNDLE is not set, so the CA bundle of certifi is used: set it and {fix}"
+        name, value = self.ca_bundle
+        return f"{name}={value} is in force (from {self.ca_bundle_origin}): {fix}"
+
+    def ca_bundle_problem(self) -> str | None:
+        """Why the CA bundle in force cannot be used (a path that is neither a file nor a folder), or None."""
+        if self.ca_bundle is None or os.path.exists(self.ca_bundle[1]):
+            return None
+        name, value = self.ca_bundle
+        return f"{name} names {value}, which does not exist (from {self.ca_bundle_origin})"
 
     @property
     def ended_table_name(self) -> str:
@@ -356,6 +375,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         appinsights_authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
         worker_telemetry=(env.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") or "").lower() == "true",
+        ca_bundle=next(((name, value) for name in CA_BUNDLE_SETTINGS if (value := env.get(name)) is not None), None),
         storage_problems=tuple(store.problems),
         tuning_problems=tuple(env.problems),
         credential_problems=tuple(credential_problems),

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
 
-from shared.errors import TLS_HINT, SettingsError, TokenError
+from shared.errors import SettingsError, TokenError
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -332,11 +332,14 @@ class TokenProvider:
         if isinstance(exc, requests.Timeout):
             code, detail = "timeout", "the identity provider did not answer in time"
         elif isinstance(exc, requests.exceptions.SSLError):
-            code, detail = "tls_error", f"the identity provider's TLS certificate is not trusted ({TLS_HINT})"
+            code = "tls_error"
+            detail = f"the identity provider's TLS certificate is not trusted ({self._settings.tls_hint()})"
         elif isinstance(exc, requests.ConnectionError):
             code, detail = "connection_error", "the identity provider could not be reached"
         elif isinstance(exc, requests.HTTPError | MsalServiceError):
             code, detail = "server_error", f"the identity provider failed: {exc}"
+        elif isinstance(exc, OSError) and self._settings.ca_bundle_problem():  # requests: the bundle went missing
+            code, detail = "ca_bundle_missing", str(self._settings.ca_bundle_problem())
         elif type(exc).__module__.startswith("azure."):
             code, detail = "managed_identity", f"the managed identity token failed: {type(exc).__name__}: {exc}"
         else:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tests.reference import validate_event
+
 if TYPE_CHECKING:
     from shared.context import Context
 
@@ -155,9 +157,11 @@ class PrivateAzurite:
 
 # --- what the app wrote, read back ------------------------------------------------------------------
 def decode_event(content: str) -> dict[str, Any]:
-    """A cleanup message as the app wrote it: base64 text holding the JSON event."""
+    """A cleanup message as the app wrote it: base64 text holding the JSON event, which must match the published
+    schema (docs/schemas/callEnded.schema.json). Every test that reads the cleanup queue decodes here."""
     event = json.loads(base64.b64decode(content).decode("utf-8"))
     assert isinstance(event, dict)
+    validate_event(event)
     return event
 
 

@@ -151,7 +151,7 @@ def ctx(make_context: ContextFactory) -> Context:
 def host() -> FunctionHost:
     import function_app
 
-    return FunctionHost(function_app.app)
+    return FunctionHost.of(function_app.app)
 
 
 @pytest.fixture

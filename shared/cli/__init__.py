@@ -1,4 +1,4 @@
-"""The operator command line: `callkeeper` (installed by `pip install -e .`) or `python -m shared`.
+"""The operator command line: `callkeeper` (installed by `pip install -e .`), or `python -m shared` from the app folder.
 
     callkeeper calls list [--wide]                 every call (page by page), a table; --json: {"value": [...]}
     callkeeper calls show CALL_ID                  one call; --json: the record
@@ -16,6 +16,7 @@ Exit codes:
          registered under another tenant (conflict); storage unavailable
     2    bad usage; an invalid callId, tenantId or metadata; a bad setting (named on stderr)
     130  interrupted (Ctrl-C); a tick prints the summary of what it did first
+    141  stdout closed by its reader (`calls list --json | head`): a normal end, no message, as git ends there
 
 Modules: `main` (entry, error handling), `parser`, `commands`, `output` (JSON and tables),
 `local_settings` (local.settings.json), `advice` (error -> message, hint, exit code).

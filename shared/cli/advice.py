@@ -11,10 +11,12 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from requests.exceptions import SSLError
 
+from shared.connection_string import parse
 from shared.errors import (
     ApiError,
     CallNotFound,
@@ -25,6 +27,7 @@ from shared.errors import (
     InvalidTenantId,
     KeepAliveError,
     SettingsError,
+    SettingsFileError,
     StorageAccessDenied,
     StorageMisconfigured,
     StorageTlsError,
@@ -38,8 +41,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away (`| head`), as git and cat end there
 
 AZURITE_START = "bash scripts/azurite.sh start .azurite"
+DEFAULT_AZURITE_PORTS = ("10000", "10001", "10002")  # blob, queue, table: what UseDevelopmentStorage=true reaches
+AZURITE_PORTS_FILE = ".azurite/azurite.ports"  # the ports of the Azurite scripts/azurite.sh started here
 STORAGE_ROLES = "Storage Table Data Contributor and Storage Queue Data Contributor"
 
 
@@ -72,11 +78,53 @@ def _is_local_storage(settings: Settings | None) -> bool:
     return "usedevelopmentstorage=true" in text or "127.0.0.1" in text or "localhost" in text
 
 
-def _tls_hint() -> str:
+def _azurite_ports(settings: Settings | None) -> tuple[str, str, str]:
+    """The blob, queue and table ports AzureWebJobsStorage names on this machine (the defaults for
+    UseDevelopmentStorage=true); `?` for one it does not name. Only ports are read: the string holds a key."""
+    storage = settings.storage if settings else None
+    pairs = parse(storage.connection_string) if storage and storage.connection_string else None
+    if not pairs or pairs.get("usedevelopmentstorage", "").casefold() == "true":
+        return DEFAULT_AZURITE_PORTS
+    ports = []
+    for name in ("blobendpoint", "queueendpoint", "tableendpoint"):
+        try:
+            port = urlsplit(pairs.get(name, "")).port
+        except ValueError:
+            port = None
+        ports.append(str(port) if port else "?")
+    return ports[0], ports[1], ports[2]
+
+
+def _start_azurite(settings: Settings | None, folder: Path) -> str:
+    ports = _azurite_ports(settings)
+    try:  # what `bash scripts/azurite.sh start` recorded for the Azurite it runs from this folder
+        running = tuple((folder / AZURITE_PORTS_FILE).read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError):
+        running = ()
+    if running and running != ports:
+        return (
+            f"this folder's Azurite listens on ports {' '.join(running)} (blob, queue, table), which "
+            "AzureWebJobsStorage does not name: set it to the string `bash scripts/azurite.sh connection .azurite` "
+            "prints (README, 'Azurite on other ports')"
+        )
+    if ports == DEFAULT_AZURITE_PORTS:
+        return (
+            f"start Azurite from the app folder: `{AZURITE_START}` (or `make prepare`); it listens on 127.0.0.1 "
+            "ports 10000-10002"
+        )
+    chosen = " ".join(ports)
     return (
-        "the server's TLS certificate is not trusted: set REQUESTS_CA_BUNDLE (environment or local.settings.json) "
-        "to the PEM of the CA that signed it (the walkthrough's stand-ins: .standins/standin-ca.pem); behind a "
-        "TLS-inspecting proxy, to your organisation's CA bundle"
+        f"start Azurite from the app folder on the ports AzureWebJobsStorage names (blob, queue, table): "
+        f'`AZURITE_PORTS="{chosen}" {AZURITE_START}` (or `AZURITE_PORTS="{chosen}" make prepare`)'
+    )
+
+
+def _tls_hint(settings: Settings | None) -> str:
+    in_force = f"{settings.tls_hint()}; " if settings is not None else ""
+    return (
+        f"the server's TLS certificate is not trusted: {in_force}set REQUESTS_CA_BUNDLE (environment or "
+        "local.settings.json) to the PEM of the CA that signed it (the walkthrough's stand-ins: "
+        ".standins/standin-ca.pem); behind a TLS-inspecting proxy, to your organisation's CA bundle"
     )
 
 
@@ -94,6 +142,15 @@ def _settings(error: BaseException, where: Where) -> Advice:
     return Advice("invalidSettings", "invalid settings: " + "; ".join(error.problems), hint, EXIT_USAGE)
 
 
+def _settings_file(error: BaseException, where: Where) -> Advice:
+    assert isinstance(error, SettingsFileError)
+    hint = (
+        f'fix {error.path}: it must be a JSON object whose "Values" is an object of setting names and string '
+        "values, like local.settings.sample.json (or move it aside and run `make prepare` to copy the sample again)"
+    )
+    return Advice("invalidSettings", "invalid settings: " + "; ".join(error.problems), hint, EXIT_USAGE)
+
+
 def _storage(error: BaseException, where: Where) -> Advice:
     refused = next((item for item in _chain(error) if isinstance(item, HttpResponseError)), None)
     if refused is not None and refused.status_code == 403:
@@ -101,10 +158,7 @@ def _storage(error: BaseException, where: Where) -> Advice:
     message = str(getattr(error, "message", error))
     if _is_local_storage(where.settings):
         message = "storage is not answering (AzureWebJobsStorage points at Azurite on this machine)"
-        hint = (
-            f"start Azurite from the app folder: `{AZURITE_START}` (or `make prepare`); it listens on 127.0.0.1 "
-            "ports 10000-10002"
-        )
+        hint = _start_azurite(where.settings, where.folder)
     else:
         hint = (
             "check that AzureWebJobsStorage (or AzureWebJobsStorage__tableServiceUri and __queueServiceUri) names "
@@ -161,7 +215,7 @@ def _storage_forbidden(error: BaseException, where: Where) -> Advice:
 
 
 def _tls(error: BaseException, where: Where) -> Advice:
-    return Advice("tlsError", f"TLS failed: {error}", _tls_hint(), EXIT_FAILED)
+    return Advice("tlsError", f"TLS failed: {error}", _tls_hint(where.settings), EXIT_FAILED)
 
 
 def _token(error: BaseException, where: Where) -> Advice:
@@ -218,6 +272,7 @@ def _unexpected(error: BaseException, where: Where) -> Advice:
 # (error type, look in the causes too, rule): the first match wins.
 ADVICE: list[tuple[type[BaseException], bool, Rule]] = [
     (UsageError, False, _usage),
+    (SettingsFileError, False, _settings_file),
     (SettingsError, False, _settings),
     (StorageMisconfigured, False, _storage_misconfigured),
     (StorageAccessDenied, False, _storage_denied),

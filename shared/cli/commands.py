@@ -89,12 +89,17 @@ def calls_add(ctx: Context, args: argparse.Namespace, out: Output, errors: Conso
     else:
         out.line(f"created call {call_id}" if created else f"already registered: call {call_id} (left unchanged)")
         out.console.print(record_table(record))
+    if created and record.tenant_id is None and not out.as_json:  # with --json, the log line on stderr says it
+        out.line(f"warning: call {call_id} has no tenant: {registry.NO_TENANT}")
     return EXIT_OK
 
 
 def calls_remove(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -> int:
     call_id = validate_call_id(args.call_id)
-    registry.unregister(ctx, call_id)
+    try:
+        registry.unregister(ctx, call_id)
+    except CallNotFound:
+        raise CallNotFound(f"no call is registered with callId {call_id!r}") from None
     if not out.as_json:  # the API answers 204 with no body: --json prints nothing
         out.line(f"removed call {call_id}")
     return EXIT_OK

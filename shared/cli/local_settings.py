@@ -12,7 +12,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import SettingsError
+from shared.errors import SettingsError, SettingsFileError
 from shared.settings import Settings, load_settings
 
 LOCAL_SETTINGS_FILE = "local.settings.json"
@@ -29,14 +29,14 @@ def read_local_settings(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as error:
-        raise SettingsError([f"{path} cannot be read ({type(error).__name__})"]) from None
+        raise SettingsFileError(f"{path} cannot be read ({type(error).__name__})", path=str(path)) from None
     try:
         document = json.loads(text)
     except ValueError as error:
-        raise SettingsError([f"{path} is not valid JSON ({error})"]) from None
+        raise SettingsFileError(f"{path} is not valid JSON ({error})", path=str(path)) from None
     values = document.get("Values", {}) if isinstance(document, dict) else None
     if not isinstance(values, dict):
-        raise SettingsError([f'{path} must hold an object with a "Values" object'])
+        raise SettingsFileError(f'{path} must hold an object with a "Values" object', path=str(path))
     result: dict[str, str] = {}
     for name, value in values.items():
         if isinstance(value, bool):

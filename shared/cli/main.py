@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-from shared.cli.advice import Where, advise
+from shared.cli.advice import EXIT_CLOSED_PIPE, Where, advise
 from shared.cli.commands import Command
-from shared.cli.local_settings import LOCAL_SETTINGS_FILE, load
+from shared.cli.local_settings import LOCAL_SETTINGS_FILE, Loaded, load
 from shared.cli.output import Output
 from shared.cli.parser import PROG, build_parser
 from shared.context import Context
 from shared.errors import SettingsError, UsageError
+from shared.settings import CA_BUNDLE_SETTINGS, Settings
 
 logger = logging.getLogger("shared.cli")
 
@@ -41,6 +44,33 @@ def _prog() -> str:
     return "callkeeper" if name.startswith("callkeeper") else PROG
 
 
+def _with_ca_bundle_origin(loaded: Loaded, shell: dict[str, str]) -> Settings:
+    """The settings, saying where the CA bundle in force came from (the shell, or local.settings.json), so that a
+    TLS hint can say which value the command line used."""
+    if loaded.settings.ca_bundle is None:
+        return loaded.settings
+    name = loaded.settings.ca_bundle[0]
+    if not shell.get(name):
+        origin = str(loaded.file)
+    elif name in loaded.shadowed:
+        origin = f"the environment, which overrides {LOCAL_SETTINGS_FILE}"
+    else:
+        origin = "the environment"
+    return replace(loaded.settings, ca_bundle_origin=origin)
+
+
+def _closed_pipe() -> int:
+    """stdout's reader closed the pipe: no message, and the exit code of a command ended by SIGPIPE (as git's and
+    cat's are: 128 + 13). stdout is pointed at /dev/null so that Python's own flush at exit stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (run in-process, e.g. by a test)
+        pass
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: Sequence[str] | None = None, *, cwd: Path | None = None) -> int:
     """Run one command; returns the exit code. Every error is said on stderr with what to do next, and with
     `--json` also printed on stdout as `{"error": {"code", "message"}}`."""
@@ -56,8 +86,10 @@ def main(argv: Sequence[str] | None = None, *, cwd: Path | None = None) -> int:
         args = build_parser(prog).parse_args(arguments)
         verbose = bool(args.verbose)
         _configure_logging(verbose, errors)
+        shell = {name: os.environ.get(name, "").strip() for name in CA_BUNDLE_SETTINGS}
         loaded = load(folder)
-        where = Where(prog, folder, loaded.file_found, loaded.settings)
+        settings = _with_ca_bundle_origin(loaded, shell)
+        where = Where(prog, folder, loaded.file_found, settings)
         if loaded.shadowed:
             errors.print(
                 Text(
@@ -66,10 +98,12 @@ def main(argv: Sequence[str] | None = None, *, cwd: Path | None = None) -> int:
                 ),
                 soft_wrap=True,
             )
-        if loaded.settings.storage_problems:
-            raise SettingsError(loaded.settings.storage_problems)
+        if settings.storage_problems:
+            raise SettingsError(settings.storage_problems)
         run: Command = args.run
-        return run(Context(loaded.settings), args, out, errors)
+        return run(Context(settings), args, out, errors)
+    except BrokenPipeError:  # `calls list | head`: the reader has all it wanted; say nothing, like git
+        return _closed_pipe()
     except BaseException as error:  # every error: words, a hint, an exit code
         if isinstance(error, SystemExit):  # --help and --version
             raise

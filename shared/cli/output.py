@@ -19,6 +19,12 @@ NONE = "-"
 WIDE = 100_000  # --wide: as wide as the rows are; the terminal may wrap them
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader of stdout went away (`| head`): raise, so that `main` ends as a closed pipe ends a command."""
+        raise BrokenPipeError
+
+
 class Output:
     """Results on stdout: tables as wide as the terminal (else COLUMNS, else 80), or JSON for a script."""
 
@@ -26,7 +32,7 @@ class Output:
         self.stream = stream
         self.as_json = as_json
         self.partial = False  # a result was begun on stdout: an error must not be appended to it
-        self.console = Console(
+        self.console = _Console(
             file=stream, highlight=False, markup=False, emoji=False, width=WIDE if wide else None, soft_wrap=False
         )
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
@@ -79,10 +85,10 @@ def list_table(records: Sequence[CallRecord], *, wide: bool, width: int = 80) ->
     if wide:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         names = ("callId", "tenantId", "registeredAt", "lastKeepAliveAt", "lastStatus", "consecutiveFailures")
-        for name in (*names, "lastError"):
+        for name in (*names, "lastError", "metadata"):
             table.add_column(name, no_wrap=True)
         for data in rows:
-            table.add_row(*(_text(data[name]) for name in (*names, "lastError")))
+            table.add_row(*(_text(data[name]) for name in (*names, "lastError")), Text(metadata_text(data["metadata"])))
         return table
     results = [_last_result(data) for data in rows]
     flexible = width - _FIXED - _GAPS

@@ -34,7 +34,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="Operator command line of callkeeper: the registered calls, and a keep-alive sweep on demand.",
         epilog="Exit codes: 0 done; 1 the sweep recorded failures, or the call was not found or conflicts, or "
-        "storage is unavailable; 2 bad usage, an invalid id or a bad setting; 130 interrupted (Ctrl-C). Settings: "
+        "storage is unavailable; 2 bad usage, an invalid id or a bad setting; 130 interrupted (Ctrl-C); 141 stdout "
+        "closed by its reader (| head). Settings: "
         f"a non-empty environment variable, else {LOCAL_SETTINGS_FILE} in the current folder. --json prints "
         '{"error": {"code", "message"}} on stdout for every error.',
         parents=[_common(subcommand=False)],

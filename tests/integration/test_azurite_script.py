@@ -48,6 +48,18 @@ def test_start_checks_azurite_answers_then_stop_and_stale_pid_files(tmp_path):
         again = _script(ROOT, "start", str(data), ports=ports)
         assert again.returncode == 0 and f"already running (pid {pid}" in again.stdout
         assert not (data / "debug.log").exists()  # no --debug log
+        # what `make prepare` says: the ports in force, whatever AZURITE_PORTS says now, and what reaches them
+        where = _script(ROOT, "where", str(data), ports=_free_ports())
+        listed = " ".join(map(str, ports))
+        assert f"running on 127.0.0.1 ports {listed} (blob, queue, table)" in where.stdout, where.stdout
+        assert "UseDevelopmentStorage=true does not reach this Azurite" in where.stdout
+        connection = _script(ROOT, "connection", str(data), ports=_free_ports()).stdout.strip()
+        assert (
+            connection in where.stdout and f"TableEndpoint=http://127.0.0.1:{ports[2]}/devstoreaccount1" in connection
+        )
+        from azure.data.tables import TableServiceClient  # the string reaches this Azurite
+
+        assert list(TableServiceClient.from_connection_string(connection).list_tables()) is not None
     finally:
         stopped = _script(ROOT, "stop", str(data), ports=ports)
     assert stopped.returncode == 0 and stopped.stdout.strip() == f"Azurite stopped (pid {pid})"
@@ -64,6 +76,9 @@ def test_a_taken_port_is_named_with_its_holder_and_nothing_is_started(tmp_path):
         run = _script(ROOT, "start", str(tmp_path), ports=ports)
     assert run.returncode == 1
     assert f"Port {ports[1]} is already in use" in run.stderr
+    assert 'AZURITE_PORTS="20000 20001 20002" make prepare' in run.stderr  # how to use other ports
+    assert "UseDevelopmentStorage=true reaches it" not in run.stderr  # not on these ports
+    assert f'AZURITE_PORTS="{" ".join(map(str, ports))}" bash' in run.stderr and "connection" in run.stderr
     if shutil.which("ss") or shutil.which("lsof"):
         assert f"pid {os.getpid()}" in run.stderr  # this test process holds it
     assert "started" not in run.stdout and not (tmp_path / "azurite.pid").exists()
@@ -74,3 +89,8 @@ def test_without_node_modules_it_says_how_to_install_and_leaves_no_pid_file(tmp_
     assert run.returncode == 1
     assert "Azurite is not installed" in run.stderr and "make prepare" in run.stderr
     assert not (tmp_path / "data" / "azurite.pid").exists()
+
+
+def test_make_prepare_says_the_ports_in_force_not_the_default_ones():
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nprepare:", 1)[1].split("\n\n", 1)[0]
+    assert "10000" not in recipe and "scripts/azurite.sh where" in recipe

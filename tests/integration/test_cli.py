@@ -6,8 +6,6 @@ Graph and identity stand-ins; what is checked is its stdout, its stderr and its 
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Callable
 
@@ -16,6 +14,7 @@ from azure.storage.queue import QueueClient
 
 from shared.models import utc_now
 from shared.registry import register_call
+from tests.azurite import decode_event
 from tests.integration.cli_harness import OTHER_TENANT, RECORD_FIELDS, App
 from tests.standins.server import Reply
 
@@ -154,7 +153,7 @@ def test_tick_sweeps_every_call_and_exits_1_when_one_failed(app, standins):
     assert flaky is not None and flaky.last_status == 503 and flaky.consecutive_failures == 1
     queue = QueueClient.from_connection_string(app.values["AzureWebJobsStorage"], app.values["CLEANUP_QUEUE_NAME"])
     [message] = queue.receive_messages()
-    event = json.loads(base64.b64decode(message.content))
+    event = decode_event(message.content)
     assert event["type"] == "callEnded" and event["callId"] == "ended-1" and event["reason"] == "keepAliveNotFound"
 
     again = app.run("tick", "--json")  # flaky-1's script is used up: Graph answers 200 now

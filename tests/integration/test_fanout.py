@@ -23,6 +23,7 @@ from shared.context import Context
 from shared.errors import RangeIncomplete
 from shared.fanout import ALL_PARTITIONS
 from shared.models import call_keys
+from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FailingSeam
 from tests.host import FunctionHost, body_of
@@ -46,9 +47,10 @@ class Fanout:
     def tick(self) -> None:
         self.host.user_function("keepalive_tick")(TimerRequest(past_due=False))
 
-    def _queue(self, name: str) -> QueueClient:
+    def _queue(self, name: str, *, raw: bool = False) -> QueueClient:
         connection = self.ctx.settings.storage.connection_string  # type: ignore[union-attr]
-        return QueueClient.from_connection_string(connection, name, message_decode_policy=TextBase64DecodePolicy())
+        policy = None if raw else TextBase64DecodePolicy()
+        return QueueClient.from_connection_string(connection, name, message_decode_policy=policy)
 
     def work_messages(self) -> list[Any]:
         """Receive every work message (hidden for a minute, as the host would while running it)."""
@@ -60,10 +62,10 @@ class Fanout:
 
     def events(self) -> list[dict[str, Any]]:
         try:
-            messages = self._queue(self.ctx.settings.cleanup_queue_name).peek_messages(max_messages=32)
+            messages = self._queue(self.ctx.settings.cleanup_queue_name, raw=True).peek_messages(max_messages=32)
         except ResourceNotFoundError:
             return []
-        return [json.loads(m.content) for m in messages]
+        return [decode_event(m.content) for m in messages]
 
     def run(self, message: Any, dequeue_count: int = 1) -> None:
         """The queue function on one message, as the host calls it."""

@@ -6,8 +6,6 @@ retries go to a fake sleep; the clock is injected where a test needs time to pas
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
@@ -27,6 +25,7 @@ from shared.keepalive import run_tick
 from shared.loglimit import FAILURE_WARNINGS
 from shared.models import call_keys, utc_now
 from shared.summary import TickSummary
+from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FailingSeam, RecordingSleep
 from tests.host import FunctionHost, body_of
@@ -69,7 +68,7 @@ class Tick:
             messages = self.queue.peek_messages(max_messages=32)
         except ResourceNotFoundError:  # never created: nothing was sent
             return []
-        return [json.loads(base64.b64decode(m.content)) for m in messages]
+        return [decode_event(m.content) for m in messages]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ fake one the tests move forward.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import socket
@@ -18,10 +17,11 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+from azure.storage.queue import QueueClient
 
 from shared.context import Context
 from shared.models import utc_now
+from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FakeClock, RequestCounter
 from tests.host import FunctionHost, body_of
@@ -71,13 +71,9 @@ class App:
 
     def events(self) -> list[dict[str, Any]]:
         """Every message of the cleanup queue, decoded from base64 text to JSON (left on the queue)."""
-        queue = QueueClient.from_connection_string(
-            self.connection_string,
-            self.context.settings.cleanup_queue_name,
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
+        queue = QueueClient.from_connection_string(self.connection_string, self.context.settings.cleanup_queue_name)
         try:
-            return [json.loads(message.content) for message in queue.peek_messages(max_messages=32)]
+            return [decode_event(message.content) for message in queue.peek_messages(max_messages=32)]
         except ResourceNotFoundError:
             return []
 
@@ -192,7 +188,7 @@ def test_the_event_queue_message_is_base64_text(app):
     queue = QueueClient.from_connection_string(app.connection_string, app.context.settings.cleanup_queue_name)
     [message] = queue.peek_messages()  # no decode policy: the raw text
 
-    assert json.loads(base64.b64decode(message.content))["reason"] == "terminatedNotification"
+    assert decode_event(message.content)["reason"] == "terminatedNotification"  # base64 of the JSON
 
 
 def test_terminated_without_result_info_gives_a_null_graph(app):

@@ -37,17 +37,33 @@ from .tls import make_tls
 from .tokens import TokenRegistry
 from .topic import TopicStandin
 
+HELP = """Local HTTPS stand-ins for Microsoft Graph and Entra ID, to watch the app work end to end without Azure.
+
+It prints the settings that point the app at them (for the Values of local.settings.json, or the environment of
+`callkeeper tick`), then serves until Ctrl-C. Every keepAlive is answered 200, except those of the calls named
+with --ended (404: the tick emits a callEnded event for them) and those over --tenant-limit per tenant in a
+sliding second (429 with Retry-After). The stand-ins' certificates are signed by a CA of their own, written to
+--dir as standin-ca.pem: REQUESTS_CA_BUNDLE must name it."""
 CLIENT_ID = "00000000-0000-0000-0000-0000000c0de1"
 TENANT = "00000000-0000-0000-0000-00000000a11c"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.standins", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.standins",
+        description=HELP,
+        epilog="README.md, section 'Local walkthrough', uses them step by step.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--graph-port", type=int, default=0, help="port of the Graph stand-in (default: any free)")
     parser.add_argument("--identity-port", type=int, default=0, help="port of the Entra ID stand-in")
-    parser.add_argument("--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds every keepAlive takes")
-    parser.add_argument("--tenant-limit", type=float, default=None, help="keepAlives per tenant per second, then 429")
+    parser.add_argument(
+        "--ended", action="append", default=[], metavar="CALL_ID", help="answer 404 for this call (repeatable)"
+    )
+    parser.add_argument("--latency", type=float, default=0.0, metavar="S", help="seconds every keepAlive takes")
+    parser.add_argument(
+        "--tenant-limit", type=float, default=None, metavar="N", help="keepAlives per tenant per second, then 429"
+    )
     parser.add_argument(
         "--dir",
         type=Path,
@@ -56,7 +72,13 @@ def main() -> None:
     )
     parser.add_argument("--topic", action="store_true", help="also serve an Event Grid topic stand-in")
     parser.add_argument("--topic-port", type=int, default=0, help="port of the topic stand-in (default: any free)")
-    parser.add_argument("--control", action="store_true", help="take stats/reset commands on stdin (see above)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="for a parent process: take commands on stdin, one a line, each answered with one JSON line on stdout: "
+        "stats (requests, the most in flight, token requests and 429s per tenant) or reset (forget them); the end "
+        "of stdin stops the stand-ins",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 

@@ -204,6 +204,7 @@ def test_account_name_form_derives_the_service_uris():
             "CLEANUP_QUEUE_NAME",
         ),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "KEEPALIVE_WORK_QUEUE_NAME": "a--b"}, "KEEPALIVE_WORK"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=ture"}, "for Azurite write UseDevelopmentStorage=true"),
     ],
 )
 def test_storage_problems_are_named_apart_from_graph_problems(environ, named):
@@ -324,3 +325,19 @@ def test_a_bad_events_queue_stops_ending_calls_only_with_a_topic(value, named):
 def test_the_events_queue_may_be_56_characters():
     settings = load_settings({**GRAPH_OK, "CALL_EVENTS_QUEUE_NAME": "e" * 56})
     assert settings.events_problems == () and settings.events_queue_name == "e" * 56
+
+
+def test_the_ca_bundle_in_force_is_the_one_requests_uses_and_the_hint_names_it_and_its_origin(tmp_path):
+    assert load_settings({}).ca_bundle is None
+    assert "REQUESTS_CA_BUNDLE is not set" in load_settings({}).tls_hint()
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("", encoding="utf-8")
+    both = load_settings({"REQUESTS_CA_BUNDLE": str(bundle), "CURL_CA_BUNDLE": "/elsewhere.pem"})
+    assert both.ca_bundle == ("REQUESTS_CA_BUNDLE", str(bundle))  # requests reads REQUESTS_CA_BUNDLE first
+    assert both.tls_hint().startswith(f"REQUESTS_CA_BUNDLE={bundle} is in force (from the app settings)")
+    assert both.ca_bundle_problem() is None
+    curl = load_settings({"REQUESTS_CA_BUNDLE": " ", "CURL_CA_BUNDLE": "/elsewhere.pem"})  # empty counts as unset
+    assert curl.ca_bundle == ("CURL_CA_BUNDLE", "/elsewhere.pem")
+    assert (
+        curl.ca_bundle_problem() == "CURL_CA_BUNDLE names /elsewhere.pem, which does not exist (from the app settings)"
+    )
