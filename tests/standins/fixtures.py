@@ -9,7 +9,8 @@
 - `openid_server` (session) and `openid` (function): the OpenID-configuration stand-in (Graph's notification
   signing keys) on its own HTTPS server, likewise; a test may ask for both `standins` and `openid`.
 - `topic_server` (session) and `topic` (function): the Event Grid topic stand-in on its own HTTPS server,
-  likewise, with `settings()` for the app's CALL_EVENTS_* settings.
+  likewise, with `settings()` for the app's CALL_EVENTS_* settings; every CloudEvent the app published during a
+  test is validated against docs/schemas/ at its end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings, load_settings
+from tests.reference import validate_cloud_event  # the published schemas (docs/schemas/)
 
 from .graph import GraphStandin
 from .identity import IdentityStandin
@@ -241,3 +243,5 @@ def topic(topic_server: Topic, monkeypatch: pytest.MonkeyPatch) -> Iterator[Topi
     yield topic_server
     errors = list(topic_server.server.errors)
     assert not errors, f"the topic stand-in failed: {errors!r}"
+    for envelope in topic_server.standin.raw_events:  # every CloudEvent a test made the app publish
+        validate_cloud_event(envelope)
