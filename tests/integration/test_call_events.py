@@ -65,11 +65,15 @@ def deliver(host: FunctionHost, text: str | bytes, dequeue_count: int = 1) -> No
     host.user_function("publish_call_event")(QueueMessage(id="m1", body=body, dequeue_count=dequeue_count))
 
 
+# what Graph's 404 puts in an event (shared/graph.py): the schema requires every field, null when Graph sent none
+GRAPH_404 = {"status": 404, "code": "itemNotFound", "message": "gone", "requestId": "req-1", "clientRequestId": "c-1"}
+
+
 def an_event(call_id: str = ODD_CALL_ID) -> dict[str, Any]:
     record = CallRecord(call_id, "72f988bf-86f1-41af-91ab-2d7cd011db47", utc_now(), "reg-" + call_id.encode().hex(),
                         metadata={"meeting": "standup ü"})  # fmt: skip
     return call_ended_event(record, tenant_id=record.tenant_id, detected_at=utc_now(), reason="keepAliveNotFound",
-                            graph={"status": 404, "code": "itemNotFound", "message": "gone"})  # fmt: skip
+                            graph=GRAPH_404)  # fmt: skip
 
 
 def register(ctx: Context, *call_ids: str) -> None:

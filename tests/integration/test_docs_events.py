@@ -35,7 +35,8 @@ def test_the_documented_function_handles_a_published_event_once(make_context, ho
     record = CallRecord("491f0b00-ffff-4bc9-a43e-b226498ec22a", "72f988bf-86f1-41af-91ab-2d7cd011db47", utc_now(),
                         "0b0c3f9e-1111-4222-8333-444455556666", metadata={"meeting": "standup"})  # fmt: skip
     event = call_ended_event(record, tenant_id=record.tenant_id, detected_at=utc_now(), reason="keepAliveNotFound",
-                             graph={"status": 404})  # fmt: skip
+                             graph={"status": 404, "code": "itemNotFound", "message": "gone", "requestId": None,
+                                    "clientRequestId": "8d3b2c1a-0000-4000-8000-000000000001"})  # fmt: skip
     host.user_function("publish_call_event")(QueueMessage(id="m", body=event_text(event).encode(), dequeue_count=1))
     [published] = topic.standin.raw_events
 
