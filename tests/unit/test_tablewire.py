@@ -11,7 +11,7 @@ from azure.data.tables._serialize import _add_entity_properties
 
 from shared.errors import TransactionFailed, UnstorableEntity
 from shared.models import CallRecord
-from shared.tablewire import WireEntity, bind, decode, encode, replace_all, wire_entity
+from shared.tablewire import WireEntity, _from_wire, bind, decode, encode, replace_all, wire_entity
 
 RECORD = CallRecord(
     call_id="19:meeting_é'x@thread.v2",
@@ -36,6 +36,12 @@ def test_values_the_sdk_refuses_are_refused():
         wire_entity({**RECORD.to_entity(), "Big": 2**40})
     with pytest.raises(UnstorableEntity):
         wire_entity({**RECORD.to_entity(), "Bytes": b"x"})
+
+
+def test_a_checked_entity_goes_back_to_the_sdk_with_its_types():
+    """The SDK's own transaction (when the pipeline moved) takes a `wire_entity` back with every Edm type."""
+    wire = wire_entity({**RECORD.to_entity(), "Flag": True, "Ratio": 0.5})
+    assert _add_entity_properties(_from_wire(wire)) == wire
 
 
 def test_the_changeset_replaces_each_entity_if_its_etag_matches():
