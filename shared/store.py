@@ -257,15 +257,16 @@ class CallStore:
                 results[index] = NotSaved(type(error).__name__, outage=True)
             except (UnstorableEntity, HttpResponseError) as refused:
                 results[index] = self._not_saved(record, refused)
+            except Exception as error:  # unexpected: still this call alone, the others are written
+                logger.exception("keepalive result not saved callId=%s error=%s", safe(record.call_id), error)
+                results[index] = NotSaved(type(error).__name__)
 
     @staticmethod
-    def _not_saved(record: CallRecord, refused: Exception) -> NotSaved:
+    def _not_saved(record: CallRecord, refused: UnstorableEntity | HttpResponseError) -> NotSaved:
         if isinstance(refused, UnstorableEntity):
             reason = refused.reason
-        elif isinstance(refused, HttpResponseError):
-            reason = f"storage refused the entity status={refused.status_code}"
         else:
-            reason = type(refused).__name__
+            reason = f"storage refused the entity status={refused.status_code}"
         logger.log(
             failure_level(),
             "keepalive result not saved callId=%s reason=%s; the call keeps its stored state",

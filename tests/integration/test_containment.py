@@ -95,19 +95,24 @@ def test_a_counter_at_int32_max_costs_nothing_to_the_rest_of_its_partition(ctx, 
 
 
 # --- item 2: a refused transaction's one-by-one fallback ---------------------------------------------------
-class RefusingOne(CallStore):
-    """The real store, except that storage refuses the single write of one call (as it would a value too large)."""
+class RefusingSome(CallStore):
+    """The real store, except that the single write of some calls fails: storage refuses one (as it would a value
+    too large), and another meets a bug of ours."""
 
-    def __init__(self, calls: CallStore, refused: str) -> None:
+    def __init__(self, calls: CallStore, failures: dict[str, Exception]) -> None:
         super().__init__(calls._storage)
-        self.refused = refused
+        self.failures = failures
 
     def update(self, record: CallRecord, change: Callable[[CallRecord], CallRecord], **kwargs: Any) -> Any:
-        if record.call_id == self.refused:
-            error = HttpResponseError(message="PropertyValueTooLarge: the property value exceeds the maximum size")
-            error.status_code = 400
-            raise error
+        if record.call_id in self.failures:
+            raise self.failures[record.call_id]
         return super().update(record, change, **kwargs)
+
+
+def refused_by_storage() -> HttpResponseError:
+    error = HttpResponseError(message="PropertyValueTooLarge: the property value exceeds the maximum size")
+    error.status_code = 400
+    return error
 
 
 def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_own_outcome(ctx, host, standins):
@@ -118,7 +123,8 @@ def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_ow
     changed_meanwhile = ids[0]  # its ETag moves on: the transaction is refused (412), then it goes one by one
     partition_key, row_key = call_keys(changed_meanwhile)
     ctx.storage.table().update_entity({"PartitionKey": partition_key, "RowKey": row_key}, mode=UpdateMode.MERGE)
-    store = RefusingOne(ctx.calls, refused=ids[1])  # second in the batch: the calls after it must still be written
+    # the second and fourth in the batch: the calls after each must still be written
+    store = RefusingSome(ctx.calls, {ids[1]: refused_by_storage(), ids[3]: RuntimeError("a bug\nof ours")})
     writer = BatchWriter(store, ctx.cleanup, ctx.recent_ends, ctx.now)
     now = ctx.now()
 
@@ -129,9 +135,9 @@ def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_ow
     writer.succeeded(records[ids[4]], _ok(), now)
     lost = writer.flush()
 
-    assert (lost.succeeded, lost.failed) == (1, 0)  # only the refused call, a success that could not be saved
-    assert record_of(host, ids[1])["lastKeepAliveAt"] is None
-    for call_id in (ids[0], ids[3], ids[4]):
+    assert (lost.succeeded, lost.failed) == (2, 0)  # only the two calls whose writes failed, successes unsaved
+    assert record_of(host, ids[1])["lastKeepAliveAt"] is None and record_of(host, ids[3])["lastKeepAliveAt"] is None
+    for call_id in (ids[0], ids[4]):
         assert record_of(host, call_id)["lastKeepAliveAt"] is not None, call_id
     assert record_of(host, ids[2])["consecutiveFailures"] == 1
 
