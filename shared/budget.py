@@ -15,15 +15,15 @@ the work messages: an instance paces itself at the share its message names (see 
 
 from __future__ import annotations
 
-import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from shared.logsafe import get_logger
 from shared.models import PARTITIONS, CallRecord
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 MAX_TENANT_RATE = 3000  # KEEPALIVE_TENANT_RATE's most (settings.py); Graph allows 3,333/s per app and tenant
 _MILLI = 1000

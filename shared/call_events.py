@@ -34,11 +34,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.context import Context
 from shared.errors import InvalidCallEvent, SettingsError, TopicRefused, TopicUnavailable
 from shared.fanout import MAX_DEQUEUE_COUNT, WorkMessage
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.storage import storage_errors
 from shared.topic import parse_time
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 POISON_SUFFIX = "-poison"  # the host's name for a queue's poison queue
 MAX_MESSAGE_CHARS = 65536  # a queue message is at most 64 KiB

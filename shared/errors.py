@@ -18,6 +18,7 @@ KeepAliveError
 │   └── SettingsFileError(path)    local.settings.json itself cannot be read (not JSON, no "Values" object)
 ├── TokenError(tenant_id, code)    MSAL or the identity provider refused or failed (`code`: invalid_client, ...)
 ├── UnreadableRow(reason)          a table row this app did not write (or damaged): skipped, left in place
+├── UnstorableEntity(reason)       an entity Table Storage would refuse (a value out of range, too large): not sent
 ├── TransactionFailed(status)      Table Storage refused an entity group transaction; nothing of it was written
 ├── KeysUnavailable                the notification signing keys could not be fetched or read
 ├── InvalidWorkMessage             a fan-out work message that is not ours: logged and dropped
@@ -111,6 +112,15 @@ class StorageTlsError(StorageUnavailable):
 
 class UnreadableRow(KeepAliveError):
     """A row of the calls table that this app cannot read as a call; `reason` says why (never its values)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnstorableEntity(KeepAliveError):
+    """An entity that Table Storage would refuse (an Int32 out of range, a string or entity too large, a date
+    outside 1601-9999, ...): checked before it is sent, so it costs only itself; `reason` names the property."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -26,7 +26,6 @@ item), estimated from one partition's key count since calls spread evenly over t
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import uuid
@@ -36,11 +35,12 @@ from typing import Any, Protocol
 
 from shared.budget import MAX_TENANT_RATE, TenantCounts, tenant_share
 from shared.errors import InvalidWorkMessage
+from shared.logsafe import get_logger
 from shared.models import PARTITIONS
 from shared.storage import Storage, storage_errors
 from shared.store import CallStore
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 MESSAGE_TYPE = "keepaliveRange"

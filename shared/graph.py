@@ -37,11 +37,12 @@ from requests.adapters import HTTPAdapter
 from shared import __version__
 from shared.errors import TokenError
 from shared.loglimit import failure_level
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
+from shared.models import last_error_text
 from shared.retry import header, retry_delay
 from shared.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 USER_AGENT = f"callkeeper/{__version__} (Microsoft Graph call keep-alive) python-requests/{requests.__version__}"
 MESSAGE_LIMIT = 1024
@@ -78,7 +79,9 @@ class KeepAliveResult:
     """The outcome of one call's keepAlive, retries included. Never holds a token."""
 
     status: int | None  # the final HTTP status; None when no HTTP answer came (timeout, connection, token)
-    error: str | None = None  # short: "429 TooManyRequests", "timeout", "connection error", "token: invalid_client"
+    # short, one line, at most 256 characters (`models.last_error_text`): "429 TooManyRequests", "timeout",
+    # "connection error", "token: invalid_client"
+    error: str | None = None
     code: str | None = None  # Graph's error code from the body
     message: str | None = None  # Graph's error message (or the token error), cut to 1,024 characters
     request_id: str | None = None  # Graph's request-id (header, else the body's innerError)
@@ -137,11 +140,12 @@ class _Answer:
     failure: str | None = None  # "timeout", "connection error", "request error: X" when no HTTP answer
 
     def error(self) -> str | None:
+        """What `lastError` records: Graph's code is Graph's to choose, so it is escaped and bounded."""
         if self.failure is not None:
             return self.failure
         if self.status is None or 200 <= self.status < 300:
             return None
-        return f"{self.status} {self.code}" if self.code else str(self.status)
+        return last_error_text(f"{self.status} {self.code}") if self.code else str(self.status)
 
 
 class GraphClient:
@@ -194,7 +198,7 @@ class GraphClient:
                     answer.error(),
                     attempts,
                     client_request_id,
-                    answer.request_id,
+                    safe(answer.request_id),
                 )
             if answer.status is not None and 200 <= answer.status < 300:
                 return self._result(answer, client_request_id, attempts, retries)
@@ -293,10 +297,12 @@ class GraphClient:
         client_request_id: str | None,
     ) -> KeepAliveResult:
         code = exc.code
-        logger.debug("graph keepalive without token callId=%s tenantId=%s error=%s", safe(call_id), tenant_id, code)
+        logger.debug(
+            "graph keepalive without token callId=%s tenantId=%s error=%s", safe(call_id), tenant_id, safe(code)
+        )
         return KeepAliveResult(
             status=answer.status if answer else None,
-            error=f"token: {code}",
+            error=last_error_text(f"token: {code}"),
             code=answer.code if answer else None,
             message=str(exc)[:MESSAGE_LIMIT],
             request_id=answer.request_id if answer else None,
@@ -321,7 +327,7 @@ class GraphClient:
                 safe(call_id),
                 tenant_id,
                 safe(answer.code),
-                answer.request_id,
+                safe(answer.request_id),
                 FORBIDDEN_HINT,
             )
         elif answer.status == 401:
@@ -331,6 +337,6 @@ class GraphClient:
                 safe(call_id),
                 tenant_id,
                 safe(answer.code),
-                answer.request_id,
+                safe(answer.request_id),
                 UNAUTHORIZED_HINT,
             )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +18,10 @@ import azure.functions as func
 from shared import registry
 from shared.context import Context
 from shared.errors import ApiError, CallNotFound, InvalidRequest, PayloadTooLarge
+from shared.logsafe import get_logger
 from shared.models import call_id_problem, validate_call_id, validate_metadata, validate_tenant_id
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 MAX_BODY_BYTES = 65_536
 DEFAULT_TOP = 100

@@ -28,6 +28,7 @@ from shared.fanout import (
     parse_work,
     plan_ranges,
 )
+from shared.logsafe import get_logger, safe
 from shared.recent_ends import purge_quietly
 from shared.rows import SkippedRows
 from shared.settings import Settings
@@ -36,7 +37,7 @@ from shared.sweep import PAGE_SIZE, Sender, Sweep, Writer, read_ahead
 from shared.telemetry import summary_fields
 from shared.writers import BatchWriter, DryRunSender, DryRunWriter
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def check_settings(settings: Settings, *, dry_run: bool) -> None:
@@ -91,7 +92,7 @@ def run_tick(
     tenants = TenantCounts(ctx.settings.tenant_id)  # counted on the way: the budget check needs no read of its own
     with ctx.limiter().share(ctx.settings.tenant_rate):  # the whole table: the whole budget
         summary = sweep.run(read_ahead(tenants.pages(ctx.calls.pages(PAGE_SIZE, skipped))), skipped)
-    logger.info(summary.log_text(), extra=summary_fields(summary))
+    logger.info("%s", summary.log_text(), extra=summary_fields(summary))
     warn_if_too_slow(tenants.largest(), ctx.settings.tenant_rate, schedule_interval(ctx.settings.schedule))
     return summary
 
@@ -151,16 +152,18 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
     try:
         work = parse_work(message.get_body())
     except InvalidWorkMessage as error:
-        logger.error("keepalive work message dropped id=%s dequeueCount=%d error=%s", message.id, dequeue_count, error)
+        logger.error(
+            "keepalive work message dropped id=%s dequeueCount=%d error=%s", safe(message.id), dequeue_count, error
+        )
         return None
     last_try = dequeue_count >= MAX_DEQUEUE_COUNT
     logger.log(
         logging.WARNING if last_try else logging.INFO,
         "keepalive work partitions=%s tickId=%s tenantRate=%g id=%s dequeueCount=%d%s",
         work.label,
-        work.tick_id,
+        safe(work.tick_id),
         work.share(ctx.settings.tenant_rate),
-        message.id,
+        safe(message.id),
         dequeue_count,
         " last try: if it fails, the host moves the message to the poison queue" if last_try else "",
     )
@@ -175,7 +178,7 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
         "%s partitions=%s tickId=%s dequeueCount=%d",
         summary.log_text(),
         work.label,
-        work.tick_id,
+        safe(work.tick_id),
         dequeue_count,
         extra={**summary_fields(summary), "partitions": work.label, "tickId": work.tick_id},
     )

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from shared.logsafe import SafeLogger
+
 FAILURE_WARNINGS = 20  # shown at their own level per sweep; the rest at DEBUG
 
 
@@ -53,7 +55,7 @@ def failure_level(level: int = logging.WARNING) -> int:
 
 
 @contextmanager
-def failure_budget(logger: logging.Logger, limit: int = FAILURE_WARNINGS) -> Iterator[FailureBudget]:
+def failure_budget(logger: SafeLogger, limit: int = FAILURE_WARNINGS) -> Iterator[FailureBudget]:
     """A budget for the sweep run inside; at its end one WARNING tells how many failure records were held back."""
     budget = FailureBudget(limit)
     token = _current.set(budget)

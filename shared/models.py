@@ -17,10 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import InvalidCallId, InvalidMetadata, InvalidTenantId, UnreadableRow
+from shared.logsafe import CUT, escape
 from shared.settings import GUID_RE
 
 MAX_CALL_ID_LENGTH = 256
 MAX_METADATA_BYTES = 4096
+MAX_LAST_ERROR = 256  # characters of `lastError` (contract)
+INT32_MAX = 2**31 - 1  # Table Storage's Edm.Int32: where `consecutiveFailures` stops
+# Table Storage's Edm.DateTime holds 1601-01-01 to 9999-12-31 (UTC); the app writes no other date and reads none.
+EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 PARTITIONS = 64
 _FORBIDDEN_CALL_ID_CHARS = frozenset("/\\#?")
 _DOT_SEGMENTS = frozenset({".", ".."})
@@ -33,11 +39,21 @@ def utc_now() -> datetime:
 
 
 def format_time(value: datetime | None) -> str | None:
-    """ISO 8601 UTC ending in Z, to the millisecond."""
+    """ISO 8601 UTC ending in Z, to the millisecond, always with a four-digit year (`strftime`'s `%Y` drops the
+    zeros of a year below 1000 on Linux)."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    v = value.astimezone(UTC)
+    milliseconds = v.microsecond // 1000
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{milliseconds:03d}Z"
+
+
+def last_error_text(error: str) -> str:
+    """`error` as `lastError` holds it: on one line (each unprintable character escaped, as in the logs) and at
+    most `MAX_LAST_ERROR` characters (a cut one ends in `...`). Graph's and the identity provider's codes reach
+    it, and they may be anything."""
+    text = escape(error, MAX_LAST_ERROR)
+    return text if len(text) <= MAX_LAST_ERROR else text[: MAX_LAST_ERROR - len(CUT)] + CUT
 
 
 def call_id_problem(value: object) -> str | None:
@@ -165,7 +181,9 @@ class CallRecord:
     def from_entity(cls, entity: Mapping[str, Any]) -> CallRecord:
         """The record of a row this app wrote. Raises `UnreadableRow` for anything else: a row of another
         program, or one damaged by hand (a property missing or of the wrong kind, keys that are not the
-        callId's, metadata that is not JSON, a date that is not a date)."""
+        callId's, a callId, tenantId or metadata that registration would refuse, a RegistrationId that is not
+        a GUID, a date that is not a date of 1601-9999). A `LastError` longer than 256 characters (written
+        before that limit) is read cut."""
         call_id = entity.get("CallId")
         if call_id_problem(call_id) is not None:
             raise UnreadableRow("CallId is missing or not a valid callId")
@@ -173,8 +191,8 @@ class CallRecord:
         if (entity.get("PartitionKey"), entity.get("RowKey")) != call_keys(call_id):
             raise UnreadableRow("PartitionKey and RowKey are not those of its CallId")
         registration_id = entity.get("RegistrationId")
-        if not isinstance(registration_id, str) or not registration_id:
-            raise UnreadableRow("RegistrationId is missing or not a string")
+        if not isinstance(registration_id, str) or not GUID_RE.match(registration_id):
+            raise UnreadableRow("RegistrationId is missing or not a GUID")
         tenant_id = entity.get("TenantId")
         if tenant_id is not None and (not isinstance(tenant_id, str) or not GUID_RE.match(tenant_id)):
             raise UnreadableRow("TenantId is not a GUID")
@@ -189,18 +207,28 @@ class CallRecord:
             registered_at=_stored_time(entity.get("RegisteredAt"), "RegisteredAt", required=True),
             registration_id=registration_id,
             last_keepalive_at=_stored_time(entity.get("LastKeepAliveAt"), "LastKeepAliveAt"),
-            last_status=_stored_int(entity.get("LastStatus"), "LastStatus", low=100, high=599),
-            last_error=last_error,
+            last_status=_stored_int(entity.get("LastStatus"), "LastStatus", low=100, high=999),
+            last_error=last_error if last_error is None or len(last_error) <= MAX_LAST_ERROR else _cut(last_error),
             consecutive_failures=_stored_int(entity.get("ConsecutiveFailures", 0), "ConsecutiveFailures", low=0) or 0,
             metadata=metadata,
             etag=entity_metadata.get("etag") if isinstance(entity_metadata, Mapping) else None,
         )
 
     def with_result(self, *, now: datetime, status: int | None, error: str | None, ok: bool) -> CallRecord:
-        """The record after one keepAlive attempt."""
+        """The record after one keepAlive attempt: `lastError` bounded (`last_error_text`), `consecutiveFailures`
+        stopping at Int32's most (2,147,483,647), so every outcome is one that storage takes."""
         if ok:
             return replace(self, last_keepalive_at=now, last_status=status, last_error=None, consecutive_failures=0)
-        return replace(self, last_status=status, last_error=error, consecutive_failures=self.consecutive_failures + 1)
+        return replace(
+            self,
+            last_status=status,
+            last_error=None if error is None else last_error_text(error),
+            consecutive_failures=min(self.consecutive_failures + 1, INT32_MAX),
+        )
+
+
+def _cut(text: str) -> str:
+    return text[: MAX_LAST_ERROR - len(CUT)] + CUT
 
 
 def _stored_time(value: Any, name: str, *, required: bool = False) -> Any:
@@ -209,9 +237,12 @@ def _stored_time(value: Any, name: str, *, required: bool = False) -> Any:
     if not isinstance(value, datetime | str):
         raise UnreadableRow(f"{name} is not a date")
     try:
-        return _as_utc(value)
+        stored = _as_utc(value)
     except (ValueError, TypeError, OverflowError):
         raise UnreadableRow(f"{name} is not a date") from None
+    if not EARLIEST <= stored <= LATEST:
+        raise UnreadableRow(f"{name} is not a date from 1601 to 9999")
+    return stored
 
 
 def _stored_int(value: Any, name: str, *, low: int, high: int = 2**31 - 1) -> int | None:
@@ -223,15 +254,20 @@ def _stored_int(value: Any, name: str, *, low: int, high: int = 2**31 - 1) -> in
 
 
 def _stored_metadata(value: Any) -> dict[str, str]:
-    if value is None:
+    """The stored metadata, readable only when registration would accept it (`validate_metadata`): an object of
+    strings, at most 4,096 bytes as compact UTF-8 JSON, with no lone surrogate once decoded."""
+    if value is None or value == "{}":
         return {}
     try:
         metadata = json.loads(value) if isinstance(value, str) else None
     except (ValueError, RecursionError):
         metadata = None
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+    if not isinstance(metadata, dict):
         raise UnreadableRow("Metadata is not a JSON object of strings")
-    return metadata
+    try:
+        return validate_metadata(metadata)
+    except InvalidMetadata as refused:
+        raise UnreadableRow(f"Metadata is not what registration accepts: {refused.message}") from None
 
 
 def _as_utc(value: Any) -> Any:

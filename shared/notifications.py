@@ -16,7 +16,6 @@ Every step is idempotent, so a bot may simply resend a notification that got a 5
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,12 +30,12 @@ from shared.ending import end_call
 from shared.errors import Conflict, InvalidRequest, InvalidToken
 from shared.events import call_ended_event
 from shared.http_api import handler, json_response, read_json
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.models import call_id_problem
 from shared.settings import GUID_RE
 from shared.signing_keys import ALGORITHM, NotificationKeys
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ISSUERS = ("https://api.botframework.com", "https://graph.microsoft.com")
 LEEWAY_SECONDS = 300

@@ -27,16 +27,16 @@ Clock and sleep are injected for tests.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from shared.logsafe import get_logger
 from shared.retry import BRAKE_INTERVAL, MIN_FACTOR, RECOVERY_SECONDS
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 BURST_SECONDS = 0.01  # a tenant's bucket holds this many seconds of its rate (at least one request)
 

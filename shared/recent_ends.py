@@ -21,7 +21,6 @@ the table holds about one day of ends (plus what a tick could not purge, caught 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,9 +30,10 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import KeepAliveError
+from shared.logsafe import get_logger
 from shared.storage import Storage, storage_errors
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ENDED_MEMORY = timedelta(hours=24)
 PURGE_BATCH = 100  # Table Storage's most operations in one entity group transaction

@@ -3,18 +3,17 @@ and the command line."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
 from shared.context import Context
 from shared.errors import CallNotFound, Conflict
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
 from shared.store import CallStore
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _ATTEMPTS = 5  # inserts tried while a row holds the key but cannot be read as a call
 NO_TENANT = (

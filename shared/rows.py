@@ -8,16 +8,15 @@ them) and counted, so the tick's summary reports `skipped=N`. The sweep, a work 
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.errors import UnreadableRow
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class SkippedRows:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +23,9 @@ import jwt
 import requests
 
 from shared.errors import InvalidToken, KeysUnavailable
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ALGORITHM = "RS256"
 KEYS_LIFETIME = timedelta(hours=24)

@@ -7,7 +7,6 @@ malformed setting into the typed errors of shared/storage_faults.py.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,9 +26,10 @@ from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodeP
 
 from shared import storage_faults
 from shared.errors import StorageMisconfigured
+from shared.logsafe import get_logger
 from shared.settings import Settings, StorageSettings
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 RequestHook = Callable[[str, str], None]  # (service, kind): told of each storage request sent
 

@@ -22,8 +22,9 @@ import requests
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
 from shared.errors import StorageAccessDenied, StorageMisconfigured, StorageTlsError, StorageUnavailable
+from shared.logsafe import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ROLES = {"table": "Storage Table Data Contributor", "queue": "Storage Queue Data Contributor"}
 _SAS_SECRET = re.compile(r"(?i)(\bsig=)[^&\s\"']+")

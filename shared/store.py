@@ -13,20 +13,22 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.errors import InvalidRequest, TransactionFailed
+from shared.errors import InvalidRequest, StorageUnavailable, TransactionFailed, UnstorableEntity
+from shared.loglimit import failure_level
+from shared.logsafe import get_logger, safe
 from shared.models import CallRecord, call_keys
 from shared.rows import SkippedRows, count_rows, read_rows
 from shared.storage import Storage, storage_errors
-from shared.tablewire import MAX_OPERATIONS, query_pages, replace_all
+from shared.tablewire import MAX_OPERATIONS, query_pages, replace_all, sdk_entity, wire_entity
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _RECORD_PROPERTIES = (
     "PartitionKey", "RowKey", "CallId", "TenantId", "RegisteredAt", "RegistrationId", "LastKeepAliveAt", "LastStatus",
@@ -69,8 +71,21 @@ def decode_token(value: str) -> dict[str, str | None]:
     return {"PartitionKey": data.get("pk"), "RowKey": data.get("rk")}
 
 
+@dataclass(frozen=True, slots=True)
+class NotSaved:
+    """An outcome `update_all` could not write: the call keeps what the table held. `outage`: storage was
+    unavailable (the rest of a one-by-one fallback is not tried); else storage (or the check before it) refused
+    this entity alone."""
+
+    reason: str
+    outage: bool = False
+
+
 class CallStore:
-    """The calls table: registration, lookup, paging, and the tick's conditional writes."""
+    """The calls table: registration, lookup, paging, and the tick's conditional writes.
+
+    Every entity written passes `tablewire.wire_entity`'s check of what Table Storage takes first.
+    """
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
@@ -79,7 +94,7 @@ class CallStore:
         """Store a new call; False when one with that callId exists already."""
         with storage_errors("insert"):
             try:
-                self._storage.table().create_entity(record.to_entity())
+                self._storage.table().create_entity(sdk_entity(record.to_entity()))
             except ResourceExistsError:
                 return False
         return True
@@ -122,7 +137,8 @@ class CallStore:
 
         Returns the stored record, or None when the call (this registration of it) is gone. `done`: the
         record as it would be stored if this change had gone through already (a transaction whose answer
-        was lost); found on a fresh read, it is not applied a second time.
+        was lost); found on a fresh read, it is not applied a second time. Raises `UnstorableEntity` (nothing
+        sent) for a change that storage would refuse.
         """
         current: CallRecord | None = record
         while current is not None and current.registration_id == record.registration_id:
@@ -132,7 +148,7 @@ class CallStore:
             with storage_errors("update"):
                 try:
                     metadata = self._storage.table().update_entity(
-                        changed.to_entity(),
+                        sdk_entity(changed.to_entity()),
                         mode=UpdateMode.REPLACE,
                         etag=current.etag,
                         match_condition=MatchConditions.IfNotModified,
@@ -163,40 +179,101 @@ class CallStore:
         self,
         changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
         changed: Sequence[CallRecord],
-    ) -> list[CallRecord | None]:
+    ) -> list[CallRecord | None | NotSaved]:
         """`update` for calls of one partition (at most 100) at once: one entity group transaction.
 
-        Each replace is conditional on the ETag the call was read with, and the transaction is all or
-        nothing. When it is refused (a call was changed or deleted meanwhile), the same changes go
-        one by one through `update`, which re-reads a changed call and never re-creates a deleted one.
-        `changed`: each change applied to its record already (computed once by the caller). Returns, in order,
-        what `update` would: the stored record, or None when the call is gone.
+        Each outcome passes the check of what storage takes before it joins the transaction; one that fails it
+        is `NotSaved` alone. Each replace is conditional on the ETag the call was read with, and the transaction
+        is all or nothing. When it is refused (a call was changed or deleted meanwhile, or storage refused one
+        entity), the same changes go one by one through `update`, which re-reads a changed call and never
+        re-creates a deleted one; a call whose own write fails there is `NotSaved`, and the others are still
+        written (storage unavailable stops the rest, which are `NotSaved` too). `changed`: each change applied
+        to its record already (computed once by the caller). Returns, in order, the stored record, None when
+        the call is gone, or `NotSaved`. Raises when the transaction itself meets storage unavailable.
         """
         if len(changes) > MAX_OPERATIONS or len({record.keys[0] for record, _ in changes}) > 1:
             raise ValueError(f"update_all takes at most {MAX_OPERATIONS} calls of one partition")
-        if len(changes) <= 1 or any(record.etag is None for record, _ in changes):
-            return [self.update(record, change) for record, change in changes]
-        writes = [(new.to_entity(), record.etag or "") for (record, _), new in zip(changes, changed, strict=True)]
-        etags: list[str | None] | None = None
+        results: list[CallRecord | None | NotSaved] = [None] * len(changes)
+        joined: list[int] = []  # the outcomes that passed the check, in order
+        writes: list[tuple[dict[str, Any], str]] = []
+        for index, ((record, _), new) in enumerate(zip(changes, changed, strict=True)):
+            try:
+                writes.append((wire_entity(new.to_entity()), record.etag or ""))
+            except UnstorableEntity as refused:
+                results[index] = self._not_saved(record, refused)
+                continue
+            joined.append(index)
+        if len(joined) > 1 and all(changes[index][0].etag is not None for index in joined):
+            etags = self._transaction(changes[0][0].keys[0], writes)
+            if etags is not None:
+                for index, etag in zip(joined, etags, strict=True):
+                    results[index] = replace(changed[index], etag=etag)
+                return results
+            self._one_by_one(changes, changed, joined, results, after_refusal=True)
+        else:
+            self._one_by_one(changes, changed, joined, results, after_refusal=False)
+        return results
+
+    def _transaction(self, partition: str, writes: list[tuple[dict[str, Any], str]]) -> list[str | None] | None:
+        """The new ETags, or None when storage refused the transaction (then nothing of it was written)."""
         try:
             with storage_errors("update batch"):
                 try:
-                    etags = replace_all(self._storage.table(), writes)
+                    return replace_all(self._storage.table(), writes)
                 except TransactionFailed as refused:
-                    log = logger.info if refused.conflict else logger.warning
-                    log(
+                    logger.log(
+                        logging.INFO if refused.conflict else logging.WARNING,
                         "update batch refused partition=%s calls=%d status=%d index=%s code=%s; updating one by one",
-                        changes[0][0].keys[0],
-                        len(changes),
+                        partition,
+                        len(writes),
                         refused.status,
                         refused.index,
-                        refused.code,
+                        safe(refused.code),
                     )
         except HttpResponseError as error:  # a 4xx the boundary lets through: each call then shows its own answer
             logger.warning("update batch failed status=%s; updating one by one", error.status_code)
-        if etags is None:
-            return [self.update(r, change, done=new) for (r, change), new in zip(changes, changed, strict=True)]
-        return [replace(new, etag=etag) for new, etag in zip(changed, etags, strict=True)]
+        return None
+
+    def _one_by_one(
+        self,
+        changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
+        changed: Sequence[CallRecord],
+        indexes: list[int],
+        results: list[CallRecord | None | NotSaved],
+        *,
+        after_refusal: bool,
+    ) -> None:
+        """`update` each of `indexes`, its result into `results`: a call whose write fails costs only itself."""
+        outage: StorageUnavailable | None = None
+        for index in indexes:
+            record, change = changes[index]
+            if outage is not None:
+                results[index] = NotSaved(type(outage).__name__, outage=True)
+                continue
+            try:
+                results[index] = self.update(record, change, done=changed[index] if after_refusal else None)
+            except StorageUnavailable as error:  # an outage, not a refusal: the rest would only wait for it too
+                outage = error
+                results[index] = NotSaved(type(error).__name__, outage=True)
+            except (UnstorableEntity, HttpResponseError) as refused:
+                results[index] = self._not_saved(record, refused)
+            except Exception as error:  # unexpected: still this call alone, the others are written
+                logger.exception("keepalive result not saved callId=%s error=%s", safe(record.call_id), error)
+                results[index] = NotSaved(type(error).__name__)
+
+    @staticmethod
+    def _not_saved(record: CallRecord, refused: UnstorableEntity | HttpResponseError) -> NotSaved:
+        if isinstance(refused, UnstorableEntity):
+            reason = refused.reason
+        else:
+            reason = f"storage refused the entity status={refused.status_code}"
+        logger.log(
+            failure_level(),
+            "keepalive result not saved callId=%s reason=%s; the call keeps its stored state",
+            safe(record.call_id),
+            reason,
+        )
+        return NotSaved(reason)
 
     def pages(self, page_size: int = 1000, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
         """Every call, one page at a time: memory holds one page, not the table. Unreadable rows are

@@ -25,14 +25,14 @@ from shared.errors import KeepAliveError, TickInterrupted
 from shared.events import call_ended_event
 from shared.graph import KeepAliveResult
 from shared.loglimit import failure_budget, failure_level
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.models import CallRecord, format_time
 from shared.rows import SkippedRows
 from shared.settings import Settings
 from shared.summary import TickSummary
 from shared.telemetry import call_fields
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 NO_TENANT = "no tenant: register the call with tenantId or set GRAPH_TENANT_ID"
 PAGE_SIZE = 1000  # calls per page read (Table Storage's most)

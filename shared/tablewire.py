@@ -8,7 +8,14 @@ keepAlive each call costs, on a machine where the sweep's Python is the bottlene
 - `query_pages` sends Table Storage's query (`GET {table}()?$top=…&$filter=…`, continuation headers)
   and hands back each entity as the service's JSON (`WireEntity`, which `CallRecord.from_entity` reads);
 - `replace_all` sends one changeset of `PUT … If-Match` (the body the SDK would send) and reads only
-  the status line and ETag of each part.
+  the status line and ETag of each part;
+- `wire_entity` is the one check of what Table Storage takes, before anything is written to the calls table
+  (the transactions here, and `sdk_entity` for the SDK's own inserts and updates): Int32 values in range,
+  doubles finite, dates from 1601-01-01 to 9999-12-31 (written with four-digit years), strings of at most
+  64 KiB as UTF-16 and no lone surrogate, keys of at most 1 KiB without `/ \\ # ?` or control characters,
+  at most 252 properties and 1 MiB in all. What it refuses raises `UnstorableEntity` and is never sent, so it
+  costs only its own entity, not a transaction of a hundred
+  (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
 
 Both go through the table client's own pipeline (authentication, retries, the request counter) and fall
 back to the SDK's public calls when that pipeline is not where it used to be. Filter values are bound
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,9 +40,10 @@ from urllib.parse import quote, urlencode
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.core.rest import HttpRequest
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 
-from shared.errors import TransactionFailed
+from shared.errors import TransactionFailed, UnstorableEntity
+from shared.models import EARLIEST, LATEST
 
 MAX_OPERATIONS = 100  # Table Storage's limit for one entity group transaction
 MAX_PAGE = 1000  # Table Storage's most entities per query answer
@@ -44,6 +53,11 @@ _STATUS = re.compile(rb"(?:^|\r\n)HTTP/1\.1 (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n", r
 _ETAG = re.compile(rb"(?im)^etag:[ \t]*(.+?)[ \t]*$")
 _INDEX = re.compile(r"^(\d+):")
 _INT32 = range(-(2**31), 2**31)
+MAX_STRING_BYTES = 64 * 1024  # of one string property, as UTF-16
+MAX_KEY_BYTES = 1024  # of PartitionKey and of RowKey, as UTF-16
+MAX_ENTITY_BYTES = 1024 * 1024  # of all of an entity's data
+MAX_PROPERTIES = 252 + 2  # 252 of the app's own, and the two keys (Timestamp is the service's)
+_KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 class WireEntity(dict[str, Any]):
@@ -148,42 +162,96 @@ def _pipeline(table: TableClient) -> Any:
 
 
 def wire_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
-    """An entity as Table Storage's JSON, typed as the SDK types it (`_serialize._add_entity_properties`)."""
+    """`entity` as Table Storage's JSON, typed as the SDK types it (`_serialize._add_entity_properties`), once it
+    has passed the check of what the service takes; `UnstorableEntity` (naming the property) when it has not.
+
+    The size counts as the service does: 4 bytes, then per property 8 bytes, its name and its value (strings as
+    UTF-16 with 4 bytes of length, numbers and dates 4 or 8 bytes).
+    """
     properties: dict[str, Any] = {}
+    size = 4
     for name, value in entity.items():
         if value is None:
             continue
+        size += 8 + 2 * len(name)
         if isinstance(value, bool):
             properties[name] = value
+            size += 1
         elif isinstance(value, str):
+            length = _utf16_bytes(name, value)
+            if length > MAX_STRING_BYTES:
+                raise UnstorableEntity(f"{name} is {length} bytes as UTF-16 (Table Storage takes {MAX_STRING_BYTES})")
             properties[name] = value
             properties[name + "@odata.type"] = "Edm.String"
+            size += 4 + length
         elif isinstance(value, int):
             if value not in _INT32:
-                raise TypeError(f"{name}: {value} is too large for Edm.Int32")
+                raise UnstorableEntity(f"{name} is outside Edm.Int32 ({value})")
             properties[name] = value
+            size += 4
         elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise UnstorableEntity(f"{name} is not a finite number")
             properties[name] = value
             properties[name + "@odata.type"] = "Edm.Double"
+            size += 8
         elif isinstance(value, datetime):
-            service_value = getattr(value, "tables_service_value", None)
-            properties[name] = service_value or value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            properties[name] = wire_time(name, value)
             properties[name + "@odata.type"] = "Edm.DateTime"
+            size += 8
         else:
-            raise TypeError(f"{name}: type {type(value).__name__} is not supported here")
+            raise UnstorableEntity(f"{name} is of type {type(value).__name__}, which is not stored here")
+    for key in ("PartitionKey", "RowKey"):
+        value = entity.get(key)
+        if not isinstance(value, str) or 2 * len(value) > MAX_KEY_BYTES or _KEY_FORBIDDEN.search(value):
+            raise UnstorableEntity(f"{key} is not a string of at most 1 KiB without / \\ # ? or control characters")
+    if len(entity) > MAX_PROPERTIES or size > MAX_ENTITY_BYTES:
+        raise UnstorableEntity(f"the entity has {len(entity)} properties and {size} bytes (at most 252 and 1 MiB)")
     return properties
+
+
+def _utf16_bytes(name: str, value: str) -> int:
+    if value.isascii():  # O(1) in CPython: nearly every string the app writes
+        return 2 * len(value)
+    try:
+        return len(value.encode("utf-16-le"))
+    except UnicodeEncodeError:
+        raise UnstorableEntity(f"{name} holds a lone surrogate") from None
+
+
+def wire_time(name: str, value: datetime) -> str:
+    """`value` as Table Storage's Edm.DateTime text, in UTC with a four-digit year (`strftime`'s `%Y` writes a year
+    below 1000 unpadded, which the service's readers cannot parse); `UnstorableEntity` outside 1601-9999."""
+    try:
+        v = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise UnstorableEntity(f"{name} is not a date from 1601 to 9999") from None
+    if not EARLIEST <= v <= LATEST:
+        raise UnstorableEntity(f"{name} is not a date from 1601 to 9999")
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+
+
+def sdk_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """`entity` for the SDK's own writes (`create_entity`, `update_entity`), after `wire_entity`'s check: the same
+    values, dates as the text `wire_entity` writes (the SDK would pass them through `strftime`)."""
+    wire = wire_entity(entity)
+    return {
+        name: EntityProperty(wire[name], EdmType.DATETIME) if isinstance(value, datetime) else value
+        for name, value in entity.items()
+        if value is not None
+    }
 
 
 def encode(
     account_url: str, table_name: str, changes: Sequence[tuple[Mapping[str, Any], str]], *, version: str
 ) -> tuple[bytes, str]:
-    """The `$batch` body replacing each entity if its ETag matches, and its outer boundary."""
+    """The `$batch` body replacing each entity (as `wire_entity` made it) if its ETag matches, and its boundary."""
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     date = formatdate(usegmt=True)
     chunks = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for index, (entity, etag) in enumerate(changes):
         keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
-        body = json.dumps(wire_entity(entity))  # ASCII (escaped), so its length in characters is in bytes
+        body = json.dumps(entity)  # ASCII (escaped), so its length in characters is in bytes
         chunks.append(
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
             f"Content-ID: {index}\r\n\r\n"
@@ -215,7 +283,8 @@ def decode(body: bytes, expected: int) -> list[str | None]:
 def replace_all(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
     """Replace every entity if its ETag still matches, all or none; returns the new ETags in order.
 
-    All entities belong to one partition, at most `MAX_OPERATIONS` of them. Raises `TransactionFailed` when
+    Each entity is Table Storage's JSON of it, as `wire_entity` makes it (checked, so storage takes it). All
+    entities belong to one partition, at most `MAX_OPERATIONS` of them. Raises `TransactionFailed` when
     the changeset is refused, `HttpResponseError` when the request itself fails (the caller's storage error
     boundary sorts those out), and the pipeline's own errors when the service cannot be reached.
     """
@@ -259,7 +328,11 @@ def replace_all(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], s
 
 def _replace_all_with_sdk(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
     operations = [
-        ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified})
+        (
+            "update",
+            _from_wire(entity),
+            {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+        )
         for entity, etag in changes
     ]
     try:
@@ -269,6 +342,15 @@ def _replace_all_with_sdk(table: TableClient, changes: Sequence[tuple[Mapping[st
             error.status_code or 0, index=error.index, code=getattr(error, "error_code", None)
         ) from None
     return [result.get("etag") for result in results]
+
+
+def _from_wire(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A `wire_entity` as the SDK takes it: every value with its Edm type."""
+    return {
+        name: EntityProperty(value, EdmType(wire[name + "@odata.type"])) if name + "@odata.type" in wire else value
+        for name, value in wire.items()
+        if not name.endswith("@odata.type")
+    }
 
 
 def _key(value: str) -> str:

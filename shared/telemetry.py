@@ -16,19 +16,19 @@ query failures and at-risk calls by callId, tenant and status (see docs/observab
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import InvalidAuthenticationString
+from shared.logsafe import get_logger
 from shared.settings import GUID_RE, Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 LOGGER_NAME = "shared"  # the app's own loggers; the SDKs' chatter stays out of Application Insights
 AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"

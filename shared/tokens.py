@@ -21,7 +21,6 @@ Errors never carry a token, a secret or a key.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import threading
 import time
@@ -40,11 +39,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
 
 from shared.errors import SettingsError, TokenError
+from shared.logsafe import get_logger, safe
 from shared.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 CERTIFICATE_SETTING = "GRAPH_CLIENT_CERTIFICATE_PATH"
+# The identity provider's `error` and `correlation_id` are its to choose: cut like Graph's strings in an event
+# (shared/events.py); `lastError` bounds `token: <code>` again to 256 characters (`models.last_error_text`).
+CODE_LIMIT = 1024
 # A token handed out is handed out again for up to this long without asking MSAL (whose cache lookup,
 # under a lock per tenant, costs more than the rest of a keepAlive's own Python), unless it expires
 # within EXPIRY_MARGIN of that. invalidate() drops it like MSAL's copy.
@@ -212,7 +215,7 @@ class TokenProvider:
                 token, expires_in = self._acquire(tenant)
             except TokenError as exc:
                 self._failures[tenant] = (self._clock() + self._failure_ttl, exc)
-                logger.error("graph token failed tenantId=%s error=%s detail=%s", tenant, exc.code, exc)
+                logger.error("graph token failed tenantId=%s error=%s detail=%s", tenant, safe(exc.code), exc)
                 raise
             self._failures.pop(tenant, None)
             self._issued[tenant] = _digest(token)
@@ -322,10 +325,11 @@ class TokenProvider:
         return token
 
     def _refused(self, result: Mapping[str, Any], tenant: str) -> TokenError:
-        code = str(result.get("error") or "no_token")
-        description = str(result.get("error_description") or "no description").strip().splitlines()[0][:500]
-        correlation = result.get("correlation_id")
-        message = f"{code}: {description} (tenantId={tenant} correlationId={correlation})"
+        code = str(result.get("error") or "no_token")[:CODE_LIMIT]
+        lines = str(result.get("error_description") or "").strip().splitlines() or ["no description"]
+        description = lines[0][:500]
+        correlation = str(result.get("correlation_id"))[:CODE_LIMIT]
+        message = f"{code}: {description} (tenantId={tenant} correlationId={safe(correlation)})"
         return TokenError(self._scrub(message), tenant_id=tenant, code=code)
 
     def _wrap(self, exc: Exception, tenant: str) -> TokenError:

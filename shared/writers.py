@@ -21,15 +21,15 @@ from shared.ending import end_call
 from shared.errors import KeepAliveError
 from shared.events import CallEventsQueue, CleanupQueue
 from shared.graph import KeepAliveResult
-from shared.logsafe import safe
+from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
 from shared.recent_ends import RecentEnds
 from shared.settings import Settings
-from shared.store import CallStore
+from shared.store import CallStore, NotSaved
 from shared.sweep import PAGE_SIZE, Unsaved
 from shared.tablewire import MAX_OPERATIONS
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FLUSH_THREADS = 8  # transactions written at once by a BatchWriter
 
@@ -60,6 +60,8 @@ class BatchWriter:
     - Each replace is conditional on the ETag the call was read with. A transaction refused because a
       call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
       so a deleted call stays deleted and a changed one is updated on a fresh read.
+    - An outcome that cannot be saved (storage would refuse it, or refused it alone) costs only its own call:
+      `CallStore.update_all` writes the others, and `flush` counts each call by its own outcome (`Unsaved`).
     - The 404 path is not buffered: `ending.end_call` (events, memory, delete) runs at once.
     """
 
@@ -129,13 +131,11 @@ class BatchWriter:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            self._calls.update_all(
+            results = self._calls.update_all(
                 [(pending.record, pending.change) for pending in batch], [pending.changed for pending in batch]
             )
         except Exception as error:  # counted and logged: the sweep reports them as failures
-            oks = sum(pending.ok for pending in batch)
-            with self._lock:
-                self._lost = Unsaved(self._lost.succeeded + oks, self._lost.failed + len(batch) - oks)
+            self._count_lost(batch)
             level = logging.ERROR if isinstance(error, KeepAliveError) else logging.CRITICAL
             logger.log(
                 level,
@@ -145,6 +145,26 @@ class BatchWriter:
                 type(error).__name__,
                 exc_info=not isinstance(error, KeepAliveError),
             )
+            return
+        lost = [
+            (pending, result) for pending, result in zip(batch, results, strict=True) if isinstance(result, NotSaved)
+        ]
+        if not lost:
+            return
+        self._count_lost([pending for pending, _ in lost])
+        outages = [result for _, result in lost if result.outage]
+        if outages:  # each refused one was logged by the store; an outage is said once, as above
+            logger.error(
+                "keepalive results not saved partition=%s calls=%d error=%s",
+                batch[0].record.keys[0],
+                len(outages),
+                outages[0].reason,
+            )
+
+    def _count_lost(self, lost: list[_Pending]) -> None:
+        oks = sum(pending.ok for pending in lost)
+        with self._lock:
+            self._lost = Unsaved(self._lost.succeeded + oks, self._lost.failed + len(lost) - oks)
 
 
 class DryRunWriter:

@@ -4,7 +4,6 @@ code."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,10 +17,11 @@ from shared.cli.output import Output, list_table, record_table, summary_table, t
 from shared.context import Context
 from shared.errors import CallNotFound, InvalidMetadata, TickInterrupted, UsageError
 from shared.keepalive import check_settings, run_tick  # the timer's engine
+from shared.logsafe import get_logger
 from shared.models import validate_call_id, validate_metadata, validate_tenant_id
 from shared.summary import TickSummary
 
-logger = logging.getLogger("shared.cli")
+logger = get_logger("shared.cli")
 
 PAGE_SIZE = 1000
 Command = Callable[[Context, argparse.Namespace, Output, Console], int]

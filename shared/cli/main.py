@@ -20,9 +20,10 @@ from shared.cli.output import Output
 from shared.cli.parser import PROG, build_parser
 from shared.context import Context
 from shared.errors import SettingsError, UsageError
+from shared.logsafe import get_logger
 from shared.settings import CA_BUNDLE_SETTINGS, Settings
 
-logger = logging.getLogger("shared.cli")
+logger = get_logger("shared.cli")
 
 
 def _configure_logging(verbose: bool, errors: Console) -> None:

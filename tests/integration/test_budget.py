@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -43,7 +44,7 @@ def register(ctx: Context, tenant: str, count: int, *, in_sample: int = 0) -> No
     sample = [f"s-{i}" for i in range(10_000) if call_keys(f"s-{i}")[0] == "00"][:in_sample]
     others = [f"c-{i}" for i in range(10_000) if call_keys(f"c-{i}")[0] != "00"][: count - in_sample]
     for call_id in sample + others:
-        ctx.calls.insert(CallRecord(call_id, tenant, utc_now(), f"reg-{call_id}"))
+        ctx.calls.insert(CallRecord(call_id, tenant, utc_now(), str(uuid.uuid4())))
 
 
 def work_messages(ctx: Context) -> list[dict[str, object]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from urllib.parse import quote
 
 import pytest
@@ -228,7 +229,7 @@ def seed(ctx: Context, count: int) -> set[str]:
     by_partition: dict[str, list] = {}
     ids = {f"seed-{i:05d}" for i in range(count)}
     for call_id in ids:
-        entity = CallRecord(call_id, None, now, f"reg-{call_id}").to_entity()
+        entity = CallRecord(call_id, None, now, str(uuid.uuid4())).to_entity()
         by_partition.setdefault(entity["PartitionKey"], []).append(("create", entity))
     for operations in by_partition.values():
         for start in range(0, len(operations), 100):
@@ -291,7 +292,7 @@ def test_host_refuses_requests_without_a_function_key_and_unknown_routes(host, c
 def test_registration_racing_its_own_deletion_ends_registered(ctx):
     """The store's insert/get loop: a call deleted between a failed insert and the read is registered anew."""
     calls = CallStore(ctx.storage)
-    record = CallRecord("race", None, utc_now(), "r1")
+    record = CallRecord("race", None, utc_now(), str(uuid.uuid4()))
     assert calls.insert(record)
     assert not calls.insert(record)
     assert calls.delete(calls.get("race"))

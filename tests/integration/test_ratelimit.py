@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_a_429_holds_back_every_new_request_of_the_tenant_for_its_retry_after(
 ):
     ctx = make_context(graph=True, sleep=time.sleep, KEEPALIVE_CONCURRENCY="4")  # real sleep
     for i in range(12):
-        ctx.calls.insert(CallRecord(f"call-{i:02d}", standins.tenant, utc_now(), f"reg-{i}"))
+        ctx.calls.insert(CallRecord(f"call-{i:02d}", standins.tenant, utc_now(), str(uuid.uuid4())))
     first, *rest = next(iter(ctx.calls.pages()))  # the sweep takes calls in table order: this one goes first
     standins.graph.script(first.call_id, Reply(429, {"Retry-After": "1"}), 200)
     for record in rest:  # Graph takes 100 ms for the others: the 429 comes back well before them

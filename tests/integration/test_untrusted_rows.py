@@ -7,16 +7,21 @@ the command line read the table.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from azure.data.tables import TableClient
+from azure.data.tables import EdmType, EntityProperty, TableClient
+from azure.storage.queue import QueueClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +34,7 @@ from tests.fakes import WorkMessage
 from tests.host import FunctionHost, body_of
 from tests.integration.cli_harness import App
 from tests.standins.fixtures import Standins
+from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +285,289 @@ def test_the_command_line_lists_and_ticks_past_a_damaged_row(cli: App, standins:
 def test_a_percent_encoded_path_to_a_damaged_row_is_a_404(table):
     table.damaged("dam%aged", "CallId", 5)
     assert table.host.request("GET", "/api/calls/" + quote("dam%aged", safe="")).status_code == 404
+
+
+# --- the whole invariant: whatever comes from outside costs only itself (issue 18) -----------------------------
+HOSTILE = "x\nERROR forged line\r\x00\x1b[2J\x7f\x85\u200b\u202e\u2028\u2029\ufeff\ud800"
+INT32_MAX = 2**31 - 1
+OTHER_TENANT = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
+MAX_QUEUE_MESSAGE = 64 * 1024  # the base64 text of a queue message
+UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+# Readable rows at the edges of what the app writes and registration accepts.
+EXTREMES = ["plain", "max_failures", "max_metadata", "earliest", "latest", "long_error", "long_id", "no_tenant"]
+# Rows beyond what registration accepts (each answered 404 by Graph, were it ever sent a keepAlive).
+BEYOND = ["surrogate_metadata", "emoji_metadata", "big_metadata", "hostile_registration", "ancient", "status_1000"]
+
+
+@dataclass(frozen=True)
+class Healthy:
+    """A readable call, at an `extreme`, and what Graph answers for it, or (`identity`) what the identity
+    provider answers when the app asks for its tenant's token (then no keepAlive is sent at all)."""
+
+    extreme: str = "plain"
+    graph: Reply = Reply(200)
+    identity: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    healthy: tuple[Healthy, ...] = ()
+    beyond: tuple[str, ...] = ()
+    damaged: tuple[tuple[str, Any], ...] = ()
+    work: str | bytes | None = None  # a work message's tickId (a range over the healthy calls), or a raw body
+
+
+_OUTSIDE_TEXT = st.one_of(
+    st.text(max_size=24),
+    st.sampled_from([HOSTILE, "C" * 70_000 + HOSTILE, "\ud800", "itemNotFound", "", "😀" * 300]),
+    st.text(st.sampled_from('\n\r\x00\x1b\x7f\x85\u200b\u202e\u2028\u2029\ufeff a=\\"'), max_size=40),
+)
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=64)
+_GRAPH_BODY = st.one_of(
+    st.none(),
+    st.builds(
+        lambda code, message, inner: {"error": {"code": code, "message": message, "innerError": {"request-id": inner}}},
+        _OUTSIDE_TEXT,
+        _OUTSIDE_TEXT,
+        _OUTSIDE_TEXT,
+    ),
+    st.sampled_from([b"\xff\xfe not json", b"[1, 2]", b'{"error": "flat"}', b'{"error": {"code": 7}}']),
+)
+_GRAPH_HEADERS = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries({"request-id": st.one_of(_HEADER_TEXT, st.just("r\x1b[31m\x85" + "x" * 4000))}),
+    st.fixed_dictionaries({"Retry-After": _HEADER_TEXT}),
+)
+_GRAPH = st.builds(
+    Reply,
+    st.sampled_from([200, 202, 204, 400, 401, 403, 404, 409, 418, 429, 500, 503, 504, 599]),
+    _GRAPH_HEADERS,
+    _GRAPH_BODY,
+)
+_IDENTITY = st.builds(
+    Reply,
+    st.sampled_from([400, 401]),
+    st.just({}),
+    st.one_of(
+        st.fixed_dictionaries(
+            {"error": _OUTSIDE_TEXT, "error_description": _OUTSIDE_TEXT, "correlation_id": _OUTSIDE_TEXT}
+        ),
+        st.sampled_from([b"<html>not json</html>", b"[]"]),
+    ),
+)
+_HEALTHY = st.builds(Healthy, st.sampled_from(EXTREMES), _GRAPH, st.one_of(st.none(), st.none(), _IDENTITY))
+_CASES = st.builds(
+    Case,
+    st.lists(_HEALTHY, min_size=1, max_size=4).map(tuple),
+    st.lists(st.sampled_from(BEYOND), max_size=2).map(tuple),
+    st.lists(_DAMAGE, max_size=1).map(tuple),
+    st.one_of(st.none(), st.text(min_size=1, max_size=64), st.binary(max_size=40)),
+)
+# The cases of issue 18 as it was filed, each of them a failure on the code it was filed against.
+KNOWN = {
+    "counter at Int32 max (1)": Case((Healthy("max_failures", Reply(403)), Healthy(), Healthy("max_metadata"))),
+    "identity provider's huge code (3)": Case(
+        (Healthy(identity=Reply(400, body={"error": "E" * 70_000 + "\nERROR forged", "correlation_id": HOSTILE})),)
+    ),
+    "lone surrogate metadata (4)": Case((Healthy(),), beyond=("surrogate_metadata",)),
+    "metadata far over 4 KiB (5)": Case((Healthy(),), beyond=("emoji_metadata",)),
+    "Graph's code, request id, tickId (8)": Case(
+        (Healthy(graph=Reply(403, {"request-id": "r\x1b[2J\x85"}, {"error": {"code": HOSTILE, "message": "m"}})),),
+        work="t\nERROR forged\u202e",
+    ),
+    "a row's registration id (8)": Case((Healthy(),), beyond=("hostile_registration",)),
+    "a year below 1000 (9)": Case((Healthy("earliest"),), beyond=("ancient",)),
+}
+
+
+class World:
+    """The app on Azurite and the stand-ins, its clock, and what reaches the outside: events and log records."""
+
+    def __init__(self, ctx: Context, standins: Standins, host: FunctionHost, caplog: pytest.LogCaptureFixture) -> None:
+        self.ctx, self.standins, self.host, self.caplog = ctx, standins, host, caplog
+        self.sent: list[int] = []  # the base64 length of every queue message the app tried to send
+
+    def row(self, call_id: str, tenant: str | None, **properties: Any) -> dict[str, Any]:
+        partition_key, row_key = call_keys(call_id)
+        entity = {
+            "PartitionKey": partition_key,
+            "RowKey": row_key,
+            "CallId": call_id,
+            "RegisteredAt": datetime(2026, 1, 1, tzinfo=UTC),
+            "RegistrationId": str(uuid.uuid4()),
+            "ConsecutiveFailures": 0,
+            "Metadata": "{}",
+            **({"TenantId": tenant} if tenant else {}),
+            **properties,
+        }
+        self.ctx.storage.table().create_entity(entity)
+        return entity
+
+    def healthy_row(self, call: Healthy, tenant: str | None) -> dict[str, Any]:
+        suffix = str(uuid.uuid4())
+        call_id = ("😀" * 219 + "-" + suffix) if call.extreme == "long_id" else f"h-{suffix}"
+        extra: dict[str, Any] = {
+            "max_failures": {"ConsecutiveFailures": INT32_MAX},
+            "max_metadata": {"Metadata": json.dumps({"k": "é" * 2044}, ensure_ascii=False, separators=(",", ":"))},
+            "earliest": {
+                "RegisteredAt": datetime(1601, 1, 1, tzinfo=UTC),
+                "LastKeepAliveAt": datetime(1601, 1, 1, tzinfo=UTC),
+            },
+            "latest": {"RegisteredAt": datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)},
+            "long_error": {"LastError": "E" * 256, "LastStatus": 599, "ConsecutiveFailures": 3},
+        }.get(call.extreme, {})
+        return self.row(call_id, None if call.extreme == "no_tenant" else tenant, **extra)
+
+    def beyond_row(self, kind: str) -> dict[str, Any]:
+        call_id = f"b-{uuid.uuid4()}"
+        self.standins.graph.script(call_id, 404)
+        extra: dict[str, Any] = {
+            "surrogate_metadata": {"Metadata": '{"k":"\\ud800"}'},
+            "emoji_metadata": {"Metadata": json.dumps({"k": "😀" * 16_000}, ensure_ascii=False)},
+            "big_metadata": {"Metadata": json.dumps({"k": "m" * 5000})},
+            "hostile_registration": {"RegistrationId": HOSTILE[:-1]},
+            "ancient": {"RegisteredAt": EntityProperty("0999-06-01T00:00:00.000Z", EdmType.DATETIME)},
+            "status_1000": {"LastStatus": 1000},
+        }[kind]
+        return self.row(call_id, self.standins.tenant, **extra)
+
+    def check(self, case: Case) -> None:
+        """Run one tick (and a work message) over `case`'s rows and check the whole invariant."""
+        ctx, standins, host = self.ctx, self.standins, self.host
+        table = ctx.storage.table()
+        cleanup = ctx.storage.queue(ctx.settings.cleanup_queue_name)
+        for entity in table.list_entities(select=["PartitionKey", "RowKey"]):  # each case starts from an empty table
+            table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        cleanup.clear_messages()
+        first_record = len(self.caplog.records)
+        self.sent.clear()
+        expected: dict[str, tuple[str, dict[str, Any]]] = {}  # callId -> (outcome, its row before the tick)
+        for call in case.healthy:
+            identity = call.identity if call.extreme != "no_tenant" else None  # that one takes GRAPH_TENANT_ID
+            tenant = standins.new_tenant() if identity else OTHER_TENANT if call.extreme == "plain" else standins.tenant
+            entity = self.healthy_row(call, tenant)
+            call_id = entity["CallId"]
+            if identity is not None:
+                standins.identity.fail_next(identity, tenant=tenant)
+                outcome = "failed"
+            else:
+                status = call.graph.status
+                repeats = 4 if status in (429, 500, 502, 503, 504) else 2 if status == 401 else 1  # retries use all
+                standins.graph.script(call_id, *[call.graph] * repeats)
+                outcome = "succeeded" if 200 <= status < 300 else "ended" if status == 404 else "failed"
+            expected[call_id] = (outcome, entity)
+        beyond = [self.beyond_row(kind) for kind in case.beyond]
+        beyond += [Table(ctx, host).damaged(f"d-{uuid.uuid4()}", name, value) for name, value in case.damaged]
+
+        summary = run_tick(ctx)
+        self.assert_logs_safe(first_record)
+
+        # every healthy call's outcome is saved and counted, and nothing else is touched
+        outcomes = Counter(outcome for outcome, _ in expected.values())
+        assert (summary.calls, summary.skipped, summary.unsaved) == (len(expected), len(beyond), 0), summary
+        assert (summary.succeeded, summary.failed, summary.ended) == (
+            outcomes["succeeded"], outcomes["failed"], outcomes["ended"]
+        ), summary  # fmt: skip
+        now = ctx.now()
+        for call_id, (outcome, before) in expected.items():
+            keys = call_keys(call_id)
+            if outcome == "ended":
+                assert keys not in {(e["PartitionKey"], e["RowKey"]) for e in table.list_entities()}
+                continue
+            stored = table.get_entity(*keys)
+            if outcome == "succeeded":
+                assert stored["LastKeepAliveAt"] == now and stored["ConsecutiveFailures"] == 0
+            else:
+                assert stored["ConsecutiveFailures"] == min(before["ConsecutiveFailures"] + 1, INT32_MAX)
+                assert stored.get("LastError") is not None and len(stored["LastError"]) <= 256
+        ended = {json.loads(base64.b64decode(m.content))["callId"] for m in cleanup.receive_messages(max_messages=32)}
+        assert ended == {c for c, (outcome, _) in expected.items() if outcome == "ended"}
+        cleanup.clear_messages()
+        for entity in beyond:  # left in place, as they were
+            stored = table.get_entity(entity["PartitionKey"], entity["RowKey"])
+            assert stored.get("RegistrationId") == entity.get("RegistrationId")
+
+        # no API answer is a 5xx, whatever the table holds; unreadable rows are not found
+        url: str | None = "/api/calls?top=2"
+        listed: list[dict[str, Any]] = []
+        while url is not None:
+            page = host.request("GET", url)
+            assert page.status_code == 200, page.get_body()[:300]
+            listed += body_of(page)["value"]
+            url = body_of(page).get("nextLink")
+        assert sorted(r["callId"] for r in listed) == sorted(c for c, (o, _) in expected.items() if o != "ended")
+        assert all(r["lastError"] is None or len(r["lastError"]) <= 256 for r in listed)
+        for entity in beyond:
+            answer = host.request("GET", "/api/calls/" + quote(str(entity.get("CallId", "x")), safe=""))
+            assert answer.status_code in (400, 404), answer.get_body()[:300]
+        assert ctx.calls.count(more_than=100) == len(listed)
+
+        # a work message, whatever it holds, sweeps its range or is dropped: never retried for a bad value
+        if case.work is not None:
+            partitions = sorted({call_keys(c)[0] for c in expected})
+            body = WorkRange(tuple(partitions), case.work).text() if isinstance(case.work, str) else case.work
+            first_work_record = len(self.caplog.records)
+            worked = run_work(ctx, WorkMessage(body))  # RangeIncomplete would be raised: a failure here
+            self.assert_logs_safe(first_work_record)
+            assert worked is None or (worked.complete and worked.unsaved == 0)
+
+        # no event too large for the queue was attempted
+        assert all(size <= MAX_QUEUE_MESSAGE for size in self.sent), self.sent
+
+    def assert_logs_safe(self, first: int) -> None:
+        """No log record of the app since `first` holds a raw control, format or separator character, or a
+        lone surrogate: whatever came from outside is escaped, so each message is one line."""
+        unsafe = [
+            record.getMessage()[:160]
+            for record in self.caplog.records[first:]
+            if record.name.startswith("shared")
+            and any(unicodedata.category(ch) in UNSAFE_CATEGORIES for ch in record.getMessage())
+        ]
+        assert unsafe == []
+
+
+@pytest.fixture
+def world(
+    make_context: ContextFactory,
+    host: FunctionHost,
+    standins: Standins,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    clock = [datetime(2026, 11, 27, 12, 0, tzinfo=UTC)]
+    ctx = make_context(graph=True, install=True, now=lambda: clock[0], KEEPALIVE_CONCURRENCY="4")
+    world = World(ctx, standins, host, caplog)
+    send = QueueClient.send_message
+
+    def spy(self: QueueClient, content: Any, **kwargs: Any) -> Any:
+        world.sent.append(len(base64.b64encode(str(content).encode("utf-8", "surrogatepass"))))
+        return send(self, content, **kwargs)
+
+    monkeypatch.setattr(QueueClient, "send_message", spy)
+    with caplog.at_level(logging.DEBUG, logger="shared"):
+        yield world
+
+
+@pytest.mark.parametrize("name", list(KNOWN))
+def test_each_case_of_issue_18_costs_only_itself(world: World, name: str) -> None:
+    world.check(KNOWN[name])
+
+
+def test_whatever_comes_from_outside_costs_only_itself(world: World) -> None:
+    """Arbitrary rows (readable ones at the edges included), Graph answers, identity provider answers and work
+    messages: every healthy call's outcome is saved and counted, no API answer is a 5xx, no log record of the app
+    holds a raw control or format character, `lastError` stays within 256 characters, and no event too large
+    for the queue is attempted."""
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    )
+    @given(case=_CASES)
+    def check(case: Case) -> None:
+        world.check(case)
+
+    check()

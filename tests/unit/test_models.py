@@ -216,12 +216,13 @@ def test_times_are_iso_8601_utc_to_the_millisecond_ending_in_z(value, text):
 
 
 # --- CallRecord --------------------------------------------------------------------------------
-NEW = CallRecord(call_id="c1:é", tenant_id=None, registered_at=REGISTERED, registration_id="reg-1")
+REG_1, REG_2 = "0f5e1a52-0000-4000-8000-000000000001", "0f5e1a52-0000-4000-8000-000000000002"
+NEW = CallRecord(call_id="c1:é", tenant_id=None, registered_at=REGISTERED, registration_id=REG_1)
 FULL = CallRecord(
     call_id="19:meeting_é'x@thread.v2",
     tenant_id=TENANT,
     registered_at=REGISTERED,
-    registration_id="reg-2",
+    registration_id=REG_2,
     last_keepalive_at=NOW,
     last_status=503,
     last_error="503 ServiceUnavailable",
@@ -263,7 +264,7 @@ def test_a_new_record_as_an_entity_leaves_out_its_null_fields():
         "RowKey": row_key,
         "CallId": "c1:é",
         "RegisteredAt": REGISTERED,
-        "RegistrationId": "reg-1",
+        "RegistrationId": REG_1,
         "ConsecutiveFailures": 0,
         "Metadata": "{}",
     }
@@ -276,7 +277,7 @@ def test_a_record_as_an_entity_keeps_metadata_as_compact_json_text():
         "RowKey": row_key,
         "CallId": "19:meeting_é'x@thread.v2",
         "RegisteredAt": REGISTERED,
-        "RegistrationId": "reg-2",
+        "RegistrationId": REG_2,
         "ConsecutiveFailures": 2,
         "Metadata": '{"bot":"é","k":"\\"q\\""}',
         "TenantId": TENANT,

@@ -9,9 +9,9 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from azure.data.tables._serialize import _add_entity_properties
 
-from shared.errors import TransactionFailed
+from shared.errors import TransactionFailed, UnstorableEntity
 from shared.models import CallRecord
-from shared.tablewire import WireEntity, bind, decode, encode, replace_all, wire_entity
+from shared.tablewire import WireEntity, _from_wire, bind, decode, encode, replace_all, wire_entity
 
 RECORD = CallRecord(
     call_id="19:meeting_é'x@thread.v2",
@@ -32,16 +32,23 @@ def test_entities_are_typed_as_the_sdk_types_them():
 
 
 def test_values_the_sdk_refuses_are_refused():
-    with pytest.raises(TypeError):
-        wire_entity({"Big": 2**40})
-    with pytest.raises(TypeError):
-        wire_entity({"Bytes": b"x"})
+    with pytest.raises(UnstorableEntity):
+        wire_entity({**RECORD.to_entity(), "Big": 2**40})
+    with pytest.raises(UnstorableEntity):
+        wire_entity({**RECORD.to_entity(), "Bytes": b"x"})
+
+
+def test_a_checked_entity_goes_back_to_the_sdk_with_its_types():
+    """The SDK's own transaction (when the pipeline moved) takes a `wire_entity` back with every Edm type."""
+    wire = wire_entity({**RECORD.to_entity(), "Flag": True, "Ratio": 0.5})
+    assert _add_entity_properties(_from_wire(wire)) == wire
 
 
 def test_the_changeset_replaces_each_entity_if_its_etag_matches():
     etag = "W/\"datetime'2026-11-27T12%3A00%3A00.1234567Z'\""
     entity = RECORD.to_entity()
-    body, boundary = encode("https://acct.table.core.windows.net", "calls", [(entity, etag)], version="2019-02-02")
+    wire = wire_entity(entity)
+    body, boundary = encode("https://acct.table.core.windows.net", "calls", [(wire, etag)], version="2019-02-02")
     text = body.decode("ascii")
     assert text.startswith(f"--{boundary}\r\nContent-Type: multipart/mixed; boundary=changeset_")
     partition, row = entity["PartitionKey"], entity["RowKey"]
@@ -137,7 +144,7 @@ class FakeTable:
 
 
 def test_a_transaction_whose_answer_was_lost_is_sent_again():
-    entity = RECORD.to_entity()
+    entity = wire_entity(RECORD.to_entity())
     pipeline = FlakyPipeline(lost=2, answer=FakeResponse(202, answer((204, 'W/"new"'))))
     assert replace_all(FakeTable(pipeline), [(entity, 'W/"old"')]) == ['W/"new"']  # type: ignore[arg-type]
     assert pipeline.sent == 3

@@ -97,7 +97,7 @@ def _row(call_id: str = "c1", **changes: object) -> dict[str, object]:
         "RowKey": row_key,
         "CallId": call_id,
         "RegisteredAt": NOW,
-        "RegistrationId": "r",
+        "RegistrationId": "3f1c1a52-7a39-4a8e-9a7e-3c1b0f2f3f3f",
         "ConsecutiveFailures": 0,
         "Metadata": "{}",
     }
