@@ -125,7 +125,7 @@ def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_ow
     ctx.storage.table().update_entity({"PartitionKey": partition_key, "RowKey": row_key}, mode=UpdateMode.MERGE)
     # the second and fourth in the batch: the calls after each must still be written
     store = RefusingSome(ctx.calls, {ids[1]: refused_by_storage(), ids[3]: RuntimeError("a bug\nof ours")})
-    writer = BatchWriter(store, ctx.cleanup, ctx.recent_ends, ctx.now)
+    writer = BatchWriter(store, ctx.cleanup, ctx.call_events, ctx.recent_ends, ctx.now)
     now = ctx.now()
 
     writer.succeeded(records[ids[0]], _ok(), now)
