@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 import tracemalloc
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
+from shared.notifications import REASON
+from shared.recent_ends import ended_entity, purge_quietly
 from shared.signing_keys import MAX_DOCUMENT_BYTES
 from tests.integration.test_http_api import assert_error
 from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fixture
@@ -110,7 +113,15 @@ def test_an_end_under_one_tenant_never_blocks_another(app):
     assert app.call("c2") is None
 
 
-def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
+def seed_ends(app, count: int, at, prefix: str = "old") -> None:
+    """`count` ends remembered at `at`, written in transactions of 100 (as 100-item `terminated` requests would)."""
+    table = app.context.storage.table(app.context.settings.ended_table_name)
+    rows = [ended_entity(f"{prefix}-{i}", tenant_id=TENANT, reason=REASON, now=at) for i in range(count)]
+    for start in range(0, count, 100):
+        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+
+def test_ends_are_forgotten_after_24_hours_and_purged(app):
     ended = app.context.recent_ends
     table = app.context.settings.ended_table_name
     start = app.clock()
@@ -125,23 +136,46 @@ def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
     assert not ended.recently_ended("old-0", TENANT, now)  # forgotten, purged or not
     assert ended.recently_ended("new-0", TENANT, now)
     before = app.context.on_storage_request.snapshot()
-    assert ended.purge(now, batches=1) == 100  # one batch: one transaction, and its queries
+    purged = ended.purge(now)
     used = app.context.on_storage_request.since(before, app.context.on_storage_request.snapshot())
-    assert used["table batch"] == 1 and used["table read"] <= 2 and set(used) == {"table read", "table batch"}
-    assert ended.purge(now, batches=5) == 150
-    assert ended.purge(now) == 0
+    assert (purged.removed, purged.left) == (250, False)
+    assert used == {"table read": 1, "table batch": 3}  # one page of keys, transactions of 100, 100 and 50
+    assert ended.purge(now).removed == 0
     remaining = list(app.context.storage.table(table).list_entities())
     assert sorted(e["CallId"] for e in remaining) == sorted(f"new-{i}" for i in range(30))
     assert ended.recently_ended("new-29", TENANT, now)
 
 
-def test_the_timer_purges_what_is_older_than_24_hours(app, host):
-    app.context.recent_ends.remember("gone", tenant_id=TENANT, reason="terminatedNotification", now=app.clock())
-    app.clock.advance(hours=24, minutes=1)
-    from shared.recent_ends import purge_quietly
+class Ticking:
+    """A monotonic clock that moves one second each time it is read: a purge's budget without real waiting."""
 
-    purge_quietly(app.context.recent_ends, app.context.now)
-    assert app.entities(app.context.settings.ended_table_name) == []
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, caplog):
+    seed_ends(app, 3000, app.clock())  # 30 requests of 100 `terminated` items' worth
+    seed_ends(app, 5, app.clock() + timedelta(hours=20), prefix="fresh")
+    app.clock.advance(hours=24, seconds=1)
+
+    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+        first = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
+    assert first is not None and (first.removed, first.left) == (2000, True)  # two pages of 1,000, then out of time
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "ended calls left to purge removed=2000" in warning and "budgetSeconds=2" in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+        second = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
+    assert second is not None and (second.removed, second.left) == (1000, False)  # the next invocation goes on
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("ended calls purged removed=1000" in r.getMessage() for r in caplog.records)
+    left = app.entities(app.context.settings.ended_table_name)
+    assert sorted(e["CallId"] for e in left) == [f"fresh-{i}" for i in range(5)]
 
 
 # --- events fit the queue -----------------------------------------------------------------------
