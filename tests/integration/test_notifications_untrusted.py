@@ -76,17 +76,17 @@ def storage_requests(app, body: dict[str, Any]) -> tuple[dict[str, int], Any]:
 
 
 def test_items_of_one_call_are_folded_so_storage_work_grows_with_distinct_calls(app):
-    app.register("warm")
+    app.register("warm", tenantId=TENANT)
     app.post(payload(note("warm", "terminated")))  # tables and queue created, keys fetched
     one, response = storage_requests(app, payload(note("c1", "established")))
     assert counts(response) == result(registered=1)
-    app.register("c2")
+    app.register("c2", tenantId=TENANT)
     hundred, response = storage_requests(
         app, payload(*[note("c2", "established") for _ in range(99)], note("c2", "terminated"))
     )
     assert counts(response) == result(removed=1, ignored=99)  # the last state wins
     single, _ = storage_requests(app, payload(note("c3", "established")))
-    app.register("c4")
+    app.register("c4", tenantId=TENANT)
     terminated_once, response = storage_requests(app, payload(note("c4", "terminated")))
     assert counts(response) == result(removed=1)
 
@@ -97,7 +97,7 @@ def test_items_of_one_call_are_folded_so_storage_work_grows_with_distinct_calls(
 
 
 def test_a_terminated_then_established_in_one_payload_stays_ended(app):
-    app.register("c1")
+    app.register("c1", tenantId=TENANT)
     body = payload(note("c1", "terminated"), note("c1", "established"), note("c1", "established"))
     assert counts(app.post(body)) == result(removed=1, ignored=2)
     assert app.call("c1") is None
@@ -180,7 +180,7 @@ def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, capl
 
 # --- events fit the queue -----------------------------------------------------------------------
 def test_every_string_of_graph_in_the_event_is_cut_to_1024_characters(app):
-    app.register("c1")
+    app.register("c1", tenantId=TENANT)
     info = {"code": "C" * 5000, "subcode": "S" * 3000, "message": "M" * 70000}
     response = app.post({"value": [note("c1", "terminated", result_info=info)]})
     if response.status_code == 413:  # the body limit is 64 KiB: send a message that fits it
