@@ -6,19 +6,23 @@ Real Azurite, the OpenID stand-in over HTTPS, the app's clock injected (`Clock`)
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import threading
+import time
 import tracemalloc
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
 from shared.notifications import REASON
 from shared.recent_ends import ended_entity, purge_quietly
-from shared.signing_keys import MAX_DOCUMENT_BYTES
+from shared.signing_keys import MAX_DOCUMENT_BYTES, NotificationKeys
 from tests.integration.test_http_api import assert_error
 from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fixture
     CLIENT_ID,
@@ -30,6 +34,7 @@ from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fi
     payload,
     result,
 )
+from tests.standins.openid import KEYS_PATH
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
@@ -234,6 +239,37 @@ def test_the_size_limit_is_enforced_while_reading_not_after(app, caplog):
 
     assert any("larger than" in r.getMessage() for r in caplog.records)
     assert peak < 4 * MAX_DOCUMENT_BYTES, peak  # the 16 MiB document was never held whole
+
+
+def test_the_fetch_deadline_holds_while_the_peer_drips_a_byte_at_a_time(app, caplog):
+    document = json.dumps({"jwks_uri": app.openid.base_url + KEYS_PATH, "pad": "x" * 100}).encode()
+    app.openid.failure = Reply(200, body=document, drip=0.05)  # ~150 bytes: 7.5 s to send, no read ever idle
+    keys = NotificationKeys(app.openid.config_url, requests.Session(), app.clock, deadline=0.5)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 2.0, elapsed  # the 0.5 s deadline and a margin for a busy machine, not the 7.5 s of the drip
+    assert any("took over the fetch deadline" in r.getMessage() for r in caplog.records)
+
+
+def test_a_compressed_key_document_is_decoded_within_the_size_limit(app, caplog):
+    config = json.dumps({"jwks_uri": app.openid.base_url + KEYS_PATH}).encode()
+    app.openid.failure = Reply(200, body=gzip.compress(config), headers={"Content-Encoding": "gzip"})
+    keys = app.context.notification_keys()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")  # both documents decoded: the second, the configuration again, has no keys
+    assert any("the key set has no keys" in r.getMessage() for r in caplog.records)
+
+    bomb = gzip.compress(b"0" * (16 * MAX_DOCUMENT_BYTES))  # 16 KiB on the wire, 16 MiB decoded
+    app.openid.failure = Reply(200, body=bomb, headers={"Content-Encoding": "gzip"})
+    app.clock.advance(minutes=2)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")
+    assert any("larger than" in r.getMessage() for r in caplog.records)
 
 
 def test_a_fetch_for_an_unknown_kid_never_holds_up_a_request_whose_key_is_cached(app):
