@@ -168,9 +168,15 @@ class _Reader:
         raw = self.get(name)
         if raw is None:
             return default
-        parts = urlsplit(raw)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            self.problems.append(f"{name} must be an absolute http(s) URL (got {raw!r})")
+        try:
+            parts = urlsplit(raw)
+            usable = parts.scheme in ("https", "http") and bool(parts.hostname)
+        except ValueError:  # "https://[x": a bracketed host that is no IP address
+            usable, parts = False, None
+        if not usable:  # a query, fragment or user info may hold a secret: then the value is not quoted
+            plain = parts is not None and not (parts.query or parts.fragment or "@" in parts.netloc)
+            shown = f"got {raw!r}" if plain else "the value is not quoted: it may hold a secret"
+            self.problems.append(f"{name} must be an absolute http(s) URL ({shown})")
             return default
         return raw.rstrip("/")
 
@@ -189,6 +195,22 @@ class _Reader:
             self.problems.append(f"{name} must be {rule} (got {raw!r})")
             return default
         return raw
+
+
+def _service_uri_problem(uri: str | None) -> str | None:
+    """What is wrong with a storage service URI, said without quoting it (a query may hold a SAS `sig=`)."""
+    if uri is None:
+        return "is not set (with identity-based storage both service URIs are needed)"
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:  # a bracketed host that is no IP address, and the like
+        return "must be an https URL (the value cannot be read as a URL; it is not quoted here)"
+    if parts.scheme != "https":
+        return "must be an https URL (the value set does not start with https://; it is not quoted here)"
+    if not host:
+        return "must be an https URL (the value set names no host; it is not quoted here)"
+    return None
 
 
 def _load_storage(env: _Reader) -> StorageSettings | None:
@@ -212,12 +234,13 @@ def _load_storage(env: _Reader) -> StorageSettings | None:
         )
         return None
     for setting, uri in (("tableServiceUri", table_uri), ("queueServiceUri", queue_uri)):
-        if uri is None or urlsplit(uri).scheme != "https" or not urlsplit(uri).hostname:
-            env.problems.append(f"AzureWebJobsStorage__{setting} must be an https URL (got {uri!r})")
+        problem = _service_uri_problem(uri)
+        if problem is not None:
+            env.problems.append(f"AzureWebJobsStorage__{setting} {problem}")
             return None
     credential = env.get("AzureWebJobsStorage__credential")
     if credential is not None and credential.lower() != "managedidentity":
-        env.problems.append(f"AzureWebJobsStorage__credential must be 'managedidentity' (got {credential!r})")
+        env.problems.append("AzureWebJobsStorage__credential must be 'managedidentity' (the value set is another)")
         return None
     return StorageSettings(
         table_service_uri=table_uri.rstrip("/") if table_uri else None,
