@@ -1,8 +1,10 @@
-"""A folder cannot redirect a secret held in the environment: the command line, as a real subprocess, refuses
-a local.settings.json that decides where that secret goes, before it sends anything.
+"""The command line, as a real subprocess, contains what comes from outside it.
 
-The folder's file points the authority host at the identity stand-in (as an attacker's token endpoint would
-be) and trusts the stand-in's CA; the client secret is only in the environment.
+- A folder cannot redirect a secret held in the environment: a local.settings.json that decides where that
+  secret goes is refused before anything is sent. The folder's file points the authority host at the
+  identity stand-in (as an attacker's token endpoint would be) and trusts the stand-in's CA; the client
+  secret is only in the environment.
+- A stored value never reaches the terminal as a control sequence.
 """
 
 from __future__ import annotations
@@ -48,3 +50,12 @@ def test_the_same_folder_with_the_secret_in_its_own_file_runs_with_its_ca_bundle
     run = app.run("tick", env={"GRAPH_CLIENT_SECRET": standins.client_secret})  # the environment: the same value
     assert run.code == 0, run.stderr
     assert standins.identity.records and len(standins.graph.requests_for("c1")) == 1  # TLS with the file's CA
+
+
+def test_calls_show_prints_a_stored_control_sequence_escaped(make_cli: Callable[..., App]) -> None:
+    app = make_cli()
+    assert app.run("calls", "add", "c1", "--metadata", "note=\x1b]0;pwned\x07\x1b[2J\u202eexe.txt").code == 0
+    shown = app.run("calls", "show", "c1")
+    assert shown.code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\u202e" not in shown.stdout
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202eexe.txt" in shown.stdout.replace("\n", "").replace(" ", "")
