@@ -12,9 +12,9 @@ clients (storage requests counted by the SDK pipeline's request hook, `Context(o
   (the steady state: a tick's worth has expired), median of `--runs`;
 - the worst case, `--expired` ends all older than 24 hours (after an outage, or an inflow above what the
   purge keeps up with), spread over `--expired-days` day partitions (Azurite finds a row by scanning its
-  partition, so one partition of 100,000 would measure that scan, not the purge): timer invocations of `--budget` seconds each until none is left, each one's removed
-  rows, storage requests and seconds, the totals, and the inflow that budget keeps up with at one
-  invocation every `--interval` seconds.
+  partition, so one partition of 100,000 would measure that scan, not the purge): timer invocations of
+  `--budget` seconds each until none is left, each one's removed rows, storage requests and seconds, the
+  totals, and the inflow that budget keeps up with at one invocation every `--interval` seconds.
 """
 
 from __future__ import annotations
