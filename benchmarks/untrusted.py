@@ -1,22 +1,25 @@
 """What untrusted input costs in storage: a 100-item notification request, and the purge of remembered ends.
 
-    .venv/bin/python benchmarks/untrusted.py [--ends 10000] [--runs 3]
+    .venv/bin/python benchmarks/untrusted.py [--ends 10000] [--runs 3] [--expired 100000] [--expired-days 10]
+                                          [--budget 120] [--interval 600] [--purge-only]
 
 Starts its own Azurite and an HTTPS OpenID stand-in (in this process), then measures with the real
 clients (storage requests counted by the SDK pipeline's request hook, `Context(on_storage_request=...)`):
 
 - `POST /api/notifications` with 100 items, signed like Graph's: 100 distinct new calls `established`;
   100 distinct known calls `terminated`; 100 items about one call (folded into one); 1 item, for scale.
-- the timer's purge of remembered ends at `--ends` remembered ends: spread evenly over the last 24 hours
-  and one 10-minute tick (the steady state: a tick's worth has expired), and all of them expired
-  (the worst case after an outage: the purge removes at most 1,000 per tick).
-Prints requests and milliseconds (median of `--runs`).
+- the timer's purge at `--ends` remembered ends spread evenly over the last 24 hours and one 10-minute tick
+  (the steady state: a tick's worth has expired), median of `--runs`;
+- the worst case, `--expired` ends all older than 24 hours (after an outage, or an inflow above what the
+  purge keeps up with), spread over `--expired-days` day partitions (Azurite finds a row by scanning its
+  partition, so one partition of 100,000 would measure that scan, not the purge): timer invocations of
+  `--budget` seconds each until none is left, each one's removed rows, storage requests and seconds, the
+  totals, and the inflow that budget keeps up with at one invocation every `--interval` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -34,9 +37,9 @@ if str(ROOT) not in sys.path:
 import azure.functions as func  # noqa: E402
 
 from shared import notifications  # noqa: E402
-from shared import recent_ends as ended_module  # noqa: E402
 from shared.context import Context  # noqa: E402
 from shared.models import utc_now  # noqa: E402
+from shared.recent_ends import PURGE_BUDGET_SECONDS, ended_entity, purge_quietly  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 from tests import azurite  # noqa: E402
 from tests.fakes import RequestCounter  # noqa: E402
@@ -108,45 +111,93 @@ def seed_ends(ctx: Context, count: int, oldest: timedelta, now: Any) -> None:
     by_partition: dict[str, list[dict[str, Any]]] = {}
     for i in range(count):
         at = now - oldest + oldest * (i / count)
-        call_id = f"ended-{i}"
-        entity = {
-            "PartitionKey": ended_module._day(at),
-            "RowKey": hashlib.sha256(call_id.encode()).hexdigest() + "-" + TENANT,
-            "CallId": call_id,
-            "EndedAt": at,
-            "Reason": "keepAliveNotFound",
-            "TenantId": TENANT,
-        }
+        entity = ended_entity(f"ended-{i}", tenant_id=TENANT, reason="keepAliveNotFound", now=at)
         by_partition.setdefault(entity["PartitionKey"], []).append(entity)
     for rows in by_partition.values():
         for start in range(0, len(rows), 100):
             table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
 
 
-def purge_runs(make: Callable[[], Context], ends: int, runs: int) -> None:
-    print(f"purge of remembered ends (one timer tick's purge, {ends:,} remembered)")
-    print(f"  {'case':<40} {'removed':>8} {'storage requests':>30} {'ms (median)':>12}")
-    for name, oldest in (
-        ("steady: spread over 24 h + one tick", timedelta(hours=24, minutes=10)),
-        ("worst: all older than 24 h", timedelta(hours=72)),
-    ):
-        times, counts, removed = [], {}, 0
-        for _ in range(runs):
-            ctx = make()
-            now = utc_now()
-            seed_ends(ctx, ends, oldest, now - (timedelta(hours=48) if "worst" in name else timedelta(0)))
-            result: list[int] = []
-            counts, ms = measure(ctx, lambda ctx=ctx, now=now, result=result: result.append(ctx.recent_ends.purge(now)))
-            removed = result[0]
-            times.append(ms)
+def steady_purge(make: Callable[[], Context], ends: int, runs: int) -> None:
+    """One timer invocation's purge when a day of ends is remembered and one tick's worth has expired."""
+    times, counts, removed = [], {}, 0
+    for _ in range(runs):
+        ctx = make()
+        now = utc_now()
+        seed_ends(ctx, ends, timedelta(hours=24, minutes=10), now)
+        result: list[int] = []
+        counts, ms = measure(
+            ctx, lambda ctx=ctx, now=now, result=result: result.append(ctx.recent_ends.purge(now).removed)
+        )
+        removed = result[0]
+        times.append(ms)
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"purge, steady: {ends:,} remembered over the last 24 h + one 10-minute tick")
+    print(
+        f"  removed {removed:,}; {sum(counts.values())} storage requests ({shown}); "
+        f"{statistics.median(times):.0f} ms (median)"
+    )
+
+
+def expired_purge(make: Callable[[], Context], expired: int, days: int, budget: float, interval: float) -> None:
+    """`expired` ends all older than 24 hours, purged by timer invocations of `budget` seconds until none is left.
+
+    They are spread over `days` day partitions: Azurite finds a row by scanning its partition (the real
+    service by its index), so 100,000 rows in one partition would measure Azurite's scan, not the purge.
+    """
+    ctx = make()
+    now = utc_now()
+    started = time.perf_counter()
+    seed_ends(ctx, expired, timedelta(days=days), now - timedelta(hours=25))
+    print(
+        f"purge, worst: {expired:,} expired ends over {days} day partitions "
+        f"(seeded in {time.perf_counter() - started:.0f} s)"
+    )
+    print(f"  {'invocation':>10} {'removed':>9} {'left':>5} {'storage requests':>34} {'seconds':>8}")
+    total_counts: dict[str, int] = {}
+    total_seconds, total_removed, invocation = 0.0, 0, 0
+    while True:
+        invocation += 1
+        result: list[Any] = []
+        counts, ms = measure(
+            ctx, lambda result=result: result.append(purge_quietly(ctx.recent_ends, lambda: now, budget=budget))
+        )
+        purged = result[0]
+        assert purged is not None
+        total_seconds += ms / 1000
+        total_removed += purged.removed
+        for kind, n in counts.items():
+            total_counts[kind] = total_counts.get(kind, 0) + n
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        print(f"  {name:<40} {removed:>8} {sum(counts.values()):>4} ({shown:<23}) {statistics.median(times):>10.1f}")
+        print(
+            f"  {invocation:>10} {purged.removed:>9,} {str(purged.left).lower():>5} "
+            f"{sum(counts.values()):>5} ({shown:<26}) {ms / 1000:>8.1f}"
+        )
+        if not purged.left:
+            break
+    rate = total_removed / total_seconds
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(total_counts.items()))
+    print(
+        f"  all {total_removed:,} removed in {invocation} invocation(s): {sum(total_counts.values())} storage "
+        f"requests ({shown}), {total_seconds:.1f} s, {rate:,.0f} ends/s"
+    )
+    kept = rate * budget
+    print(
+        f"  a budget of {budget:g} s removes about {kept:,.0f} ends per invocation: at one invocation every "
+        f"{interval:g} s it keeps up with an inflow of about {kept / interval:,.0f} ends/s "
+        f"({kept / interval * 86400:,.0f} a day)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ends", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--expired", type=int, default=100_000, help="expired ends for the worst case")
+    parser.add_argument("--expired-days", type=int, default=10, help="day partitions they are spread over")
+    parser.add_argument("--budget", type=float, default=PURGE_BUDGET_SECONDS, help="each invocation's purge budget, s")
+    parser.add_argument("--interval", type=float, default=600.0, help="seconds between timer invocations")
+    parser.add_argument("--purge-only", action="store_true", help="skip the notification cases")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         instance, process = azurite.start(Path(folder))
@@ -175,8 +226,10 @@ def main() -> None:
                     on_storage_request=RequestCounter(),
                 )
 
-            notification_runs(make(), openid, args.runs)
-            purge_runs(make, args.ends, args.runs)
+            if not args.purge_only:
+                notification_runs(make(), openid, args.runs)
+            steady_purge(make, args.ends, args.runs)
+            expired_purge(make, args.expired, args.expired_days, args.budget, args.interval)
         finally:
             server.stop()
             azurite.stop(process)

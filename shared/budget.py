@@ -26,6 +26,7 @@ from shared.models import PARTITIONS, CallRecord
 logger = get_logger(__name__)
 
 MAX_TENANT_RATE = 3000  # KEEPALIVE_TENANT_RATE's most (settings.py); Graph allows 3,333/s per app and tenant
+MIN_TENANT_RATE = 1  # and its least
 _MILLI = 1000
 
 
@@ -34,6 +35,11 @@ def tenant_share(rate: float, partitions: int) -> float:
     if not 1 <= partitions <= PARTITIONS:
         raise ValueError(f"a range holds 1 to {PARTITIONS} partitions")
     return int(rate * _MILLI) * partitions // PARTITIONS / _MILLI
+
+
+# The least share a work message can carry: the least rate's share of one partition (0.015/s). A message with
+# less (1e-300, 0, a negative, NaN) was not written by the app, and its pacing would overflow the limiter.
+MIN_TENANT_SHARE = tenant_share(MIN_TENANT_RATE, 1)
 
 
 # --- the schedule ----------------------------------------------------------------------------------------

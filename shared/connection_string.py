@@ -1,4 +1,8 @@
-"""Checking an `AzureWebJobsStorage` connection string before any client is built from it.
+"""`AzureWebJobsStorage`, in both of its forms, read and checked before any client is built from it.
+
+The identity form (`AzureWebJobsStorage__tableServiceUri`, `__queueServiceUri`, `__accountName`, `__credential`,
+`__clientId`) is read by `load_storage`, which names what is wrong without quoting it (a service URI's query may
+hold a SAS `sig=`). The connection-string form is checked by `connection_string_problem`:
 
 The storage SDKs refuse some malformed strings only when a client is built (`ValueError`), accept
 others and fail on the first request (an `AccountKey` that is not base64), or quietly build an
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 SETTING = "AzureWebJobsStorage"
@@ -58,3 +64,69 @@ def connection_string_problem(value: str) -> str | None:
         except (binascii.Error, ValueError):
             return f"{SETTING} has an AccountKey that is not base64"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where the app's table and queues live: a connection string, or service URIs and an identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    credential: str | None = None
+    client_id: str | None = None
+
+
+def _service_uri_problem(uri: str | None) -> str | None:
+    """What is wrong with a storage service URI, said without quoting it (a query may hold a SAS `sig=`)."""
+    if uri is None:
+        return "is not set (with identity-based storage both service URIs are needed)"
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:  # a bracketed host that is no IP address, and the like
+        return "must be an https URL (the value cannot be read as a URL; it is not quoted here)"
+    if parts.scheme != "https":
+        return "must be an https URL (the value set does not start with https://; it is not quoted here)"
+    if not host:
+        return "must be an https URL (the value set names no host; it is not quoted here)"
+    return None
+
+
+def load_storage(get: Callable[[str], str | None], problems: list[str]) -> StorageSettings | None:
+    """`AzureWebJobsStorage` in either form, read with `get` (an empty value is None); what is wrong goes to
+    `problems`, named and never quoted."""
+    connection_string = get("AzureWebJobsStorage")
+    if connection_string is not None:
+        problem = connection_string_problem(connection_string)
+        if problem is not None:
+            problems.append(problem)
+            return None
+        return StorageSettings(connection_string=connection_string)
+    account = get("AzureWebJobsStorage__accountName")
+    table_uri = get("AzureWebJobsStorage__tableServiceUri")
+    queue_uri = get("AzureWebJobsStorage__queueServiceUri")
+    if account is not None:
+        table_uri = table_uri or f"https://{account}.table.core.windows.net"
+        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+    if table_uri is None and queue_uri is None:
+        problems.append(
+            "AzureWebJobsStorage is not set (a connection string, or AzureWebJobsStorage__tableServiceUri "
+            "and AzureWebJobsStorage__queueServiceUri with an identity)"
+        )
+        return None
+    for setting, uri in (("tableServiceUri", table_uri), ("queueServiceUri", queue_uri)):
+        problem = _service_uri_problem(uri)
+        if problem is not None:
+            problems.append(f"AzureWebJobsStorage__{setting} {problem}")
+            return None
+    credential = get("AzureWebJobsStorage__credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        problems.append("AzureWebJobsStorage__credential must be 'managedidentity' (the value set is another)")
+        return None
+    return StorageSettings(
+        table_service_uri=table_uri.rstrip("/") if table_uri else None,
+        queue_service_uri=queue_uri.rstrip("/") if queue_uri else None,
+        credential=credential.lower() if credential else None,
+        client_id=get("AzureWebJobsStorage__clientId"),
+    )

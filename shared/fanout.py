@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from shared.budget import MAX_TENANT_RATE, TenantCounts, tenant_share
+from shared.budget import MAX_TENANT_RATE, MIN_TENANT_SHARE, TenantCounts, tenant_share
 from shared.errors import InvalidWorkMessage
 from shared.logsafe import get_logger
 from shared.models import PARTITIONS
@@ -142,9 +142,9 @@ def parse_work(body: bytes | str) -> WorkRange:
         raise InvalidWorkMessage("tickId must be a string of 1 to 64 characters")
     rate = data.get("tenantRate")
     if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_TENANT_RATE
-    ):
-        raise InvalidWorkMessage(f"tenantRate must be a number above 0 and at most {MAX_TENANT_RATE}")
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not MIN_TENANT_SHARE <= rate <= MAX_TENANT_RATE
+    ):  # NaN and the infinities fail the comparison too
+        raise InvalidWorkMessage(f"tenantRate must be a number from {MIN_TENANT_SHARE:g} to {MAX_TENANT_RATE}")
     return WorkRange(tuple(sorted(partitions)), tick_id, None if rate is None else float(rate))
 
 

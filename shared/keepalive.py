@@ -1,6 +1,6 @@
 """The entry points of a keep-alive tick: what the timer, the work queue and the command line call.
 
-    run_timer(ctx)           the timer: purges old ends, then fans out above KEEPALIVE_FANOUT_THRESHOLD, else run_tick
+    run_timer(ctx)           the timer: fans out above KEEPALIVE_FANOUT_THRESHOLD, else run_tick; then purges old ends
     run_work(ctx, message)   the queue function: sweeps the partitions a work message names, at its budget share
     run_tick(ctx)            one sweep of the whole table (timer below the threshold, command line), full budget
     preflight(ctx, dry)      whether a tick can run (settings, credential, storage), and its sender and writer
@@ -29,7 +29,7 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.logsafe import get_logger, safe
-from shared.recent_ends import purge_quietly
+from shared.recent_ends import purge_budget, purge_quietly
 from shared.rows import SkippedRows
 from shared.settings import Settings
 from shared.summary import TickSummary
@@ -102,20 +102,23 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
     if past_due:
         logger.warning("keepalive tick is past due")
     settings = ctx.settings
-    if not settings.dry_run:  # a dry run never fans out: it reports the whole sweep itself
-        preflight(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
-        purge_quietly(ctx.recent_ends, ctx.now)  # ends older than 24 hours, a bounded batch per tick
-        try:
-            estimate = estimate_calls(ctx.calls, settings.fanout_threshold, settings.tenant_id)
-        except StorageUnavailable:
-            logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
-            raise
-        if estimate is not None:
-            interval = schedule_interval(settings.schedule)
-            warn_if_too_slow(estimate.largest, settings.tenant_rate, interval, estimated=True)
-            fan_out(ctx, estimate.calls)
-            return
-    run_tick(ctx)
+    if settings.dry_run:  # a dry run never fans out nor purges: it reports the whole sweep itself, changing nothing
+        run_tick(ctx)
+        return
+    preflight(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
+    try:
+        estimate = estimate_calls(ctx.calls, settings.fanout_threshold, settings.tenant_id)
+    except StorageUnavailable:
+        logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
+        raise
+    interval = schedule_interval(settings.schedule)
+    if estimate is not None:
+        warn_if_too_slow(estimate.largest, settings.tenant_rate, interval, estimated=True)
+        fan_out(ctx, estimate.calls)
+    else:
+        run_tick(ctx)
+    # after the sweep or fan-out, so keepAlives never wait for it: ends older than 24 hours, within a time budget
+    purge_quietly(ctx.recent_ends, ctx.now, budget=purge_budget(interval))
 
 
 def fan_out(ctx: Context, estimate: int) -> list[WorkRange]:

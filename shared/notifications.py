@@ -7,9 +7,10 @@ property names and enum values in any case, `resourceUrl` as `/communications/ca
 call resources matter; anything else is counted as ignored.
 
 - `established`: registers the call under the token's `tid`, unless it ended within 24 hours.
-- `terminated` (or `changeType: deleted` on a call resource): a known call of that tenant is removed
-  with a `callEnded` event (event first, then the memory of the end, then the delete); the end of any
-  call, known or not, is remembered for 24 hours.
+- `terminated` (or `changeType: deleted` on a call resource): a known call of that tenant (its stored
+  tenant, else `GRAPH_TENANT_ID`) is removed with a `callEnded` event (event first, then the memory of the
+  end, then the delete); a call of another tenant, or with neither tenant, is ignored with a warning. The
+  end of an unknown call is remembered for 24 hours.
 
 Every step is idempotent, so a bot may simply resend a notification that got a 503.
 """
@@ -251,17 +252,27 @@ def _established(ctx: Context, note: CallNotification, tenant_id: str, now: date
 
 def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
     record = ctx.calls.get(note.call_id)
-    if record is not None and record.tenant_id is not None and record.tenant_id != tenant_id:
+    if record is None:  # an unknown call: no event, but its end is remembered all the same
+        ctx.recent_ends.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
+        counts.ignored += 1
+        return
+    call_tenant = record.tenant_id or ctx.settings.tenant_id  # the tenant the tick keeps it alive under
+    if call_tenant is None:  # no tenant to compare with: a token of any tenant could end it, so none does
+        logger.warning(
+            "notification ignored callId=%s tenantId=%s reason=the call has no tenant and GRAPH_TENANT_ID is not "
+            "set, so its tenant cannot be checked",
+            safe(note.call_id),
+            tenant_id,
+        )
+        counts.ignored += 1
+        return
+    if call_tenant != tenant_id:
         logger.warning(
             "notification ignored callId=%s tenantId=%s callTenantId=%s reason=terminated by another tenant",
             safe(note.call_id),
             tenant_id,
-            record.tenant_id,
+            call_tenant,
         )
-        counts.ignored += 1
-        return
-    if record is None:  # an unknown call: no event, but its end is remembered all the same
-        ctx.recent_ends.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
         counts.ignored += 1
         return
     event = call_ended_event(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from shared.connection_string import connection_string_problem
+from shared.connection_string import StorageSettings, load_storage
 
 DEFAULT_SCHEDULE = "0 */10 * * * *"
 
@@ -59,17 +59,6 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 )
 CREDENTIAL_SETTINGS = ("GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID")
 CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # what `requests` reads, in its order
-
-
-@dataclass(frozen=True, slots=True)
-class StorageSettings:
-    """Where the app's table and queues live: a connection string, or service URIs and an identity."""
-
-    connection_string: str | None = field(default=None, repr=False)
-    table_service_uri: str | None = None
-    queue_service_uri: str | None = None
-    credential: str | None = None
-    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +209,15 @@ class _Reader:
         raw = self.get(name)
         if raw is None:
             return default
-        parts = urlsplit(raw)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            self.problems.append(f"{name} must be an absolute http(s) URL (got {raw!r})")
+        try:
+            parts = urlsplit(raw)
+            usable = parts.scheme in ("https", "http") and bool(parts.hostname)
+        except ValueError:  # "https://[x": a bracketed host that is no IP address
+            usable, parts = False, None
+        if not usable:  # a query, fragment or user info may hold a secret: then the value is not quoted
+            plain = parts is not None and not (parts.query or parts.fragment or "@" in parts.netloc)
+            shown = f"got {raw!r}" if plain else "the value is not quoted: it may hold a secret"
+            self.problems.append(f"{name} must be an absolute http(s) URL ({shown})")
             return default
         return raw.rstrip("/")
 
@@ -241,42 +236,6 @@ class _Reader:
             self.problems.append(f"{name} must be {rule} (got {raw!r})")
             return default
         return raw
-
-
-def _load_storage(env: _Reader) -> StorageSettings | None:
-    connection_string = env.get("AzureWebJobsStorage")
-    if connection_string is not None:
-        problem = connection_string_problem(connection_string)
-        if problem is not None:
-            env.problems.append(problem)
-            return None
-        return StorageSettings(connection_string=connection_string)
-    account = env.get("AzureWebJobsStorage__accountName")
-    table_uri = env.get("AzureWebJobsStorage__tableServiceUri")
-    queue_uri = env.get("AzureWebJobsStorage__queueServiceUri")
-    if account is not None:
-        table_uri = table_uri or f"https://{account}.table.core.windows.net"
-        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
-    if table_uri is None and queue_uri is None:
-        env.problems.append(
-            "AzureWebJobsStorage is not set (a connection string, or AzureWebJobsStorage__tableServiceUri "
-            "and AzureWebJobsStorage__queueServiceUri with an identity)"
-        )
-        return None
-    for setting, uri in (("tableServiceUri", table_uri), ("queueServiceUri", queue_uri)):
-        if uri is None or urlsplit(uri).scheme != "https" or not urlsplit(uri).hostname:
-            env.problems.append(f"AzureWebJobsStorage__{setting} must be an https URL (got {uri!r})")
-            return None
-    credential = env.get("AzureWebJobsStorage__credential")
-    if credential is not None and credential.lower() != "managedidentity":
-        env.problems.append(f"AzureWebJobsStorage__credential must be 'managedidentity' (got {credential!r})")
-        return None
-    return StorageSettings(
-        table_service_uri=table_uri.rstrip("/") if table_uri else None,
-        queue_service_uri=queue_uri.rstrip("/") if queue_uri else None,
-        credential=credential.lower() if credential else None,
-        client_id=env.get("AzureWebJobsStorage__clientId"),
-    )
 
 
 class _Events(NamedTuple):
@@ -325,7 +284,7 @@ def _load_events(environ: Mapping[str, str], cleanup_queue: str, work_queue: str
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parse the app settings. Never raises: problems are collected by name instead."""
     store = _Reader(environ)
-    storage = _load_storage(store)
+    storage = load_storage(store.get, store.problems)
     table = store.name(
         "CALLS_TABLE_NAME", "activecalls", _TABLE_NAME_RE, "3-63 letters or digits, starting with a letter"
     )

@@ -3,7 +3,10 @@
 - Fetched over HTTPS only: the configuration at `GRAPH_NOTIFICATION_OPENID_URL` and its `jwks_uri`
   (a redirect through `http://` counts as `http://`); anything else is refused with an ERROR.
 - Each document is read as a stream and given up past `MAX_DOCUMENT_BYTES`, so a huge answer costs
-  1 MiB of memory at most, and at most `FETCH_DEADLINE_SECONDS` however slowly it drips.
+  1 MiB of memory at most. Both documents together get `FETCH_DEADLINE_SECONDS`, enforced during the
+  reads: the body is read with `read1` (what has arrived, not a whole chunk) and before every read the
+  socket's timeout is cut to the time left, so a peer that drips a byte a second cannot hold a request
+  past the deadline. (Connecting and the answer's headers wait at most `FETCH_TIMEOUT_SECONDS` per read.)
 - Keys are cached up to 24 hours. An unknown `kid` makes it fetch again once, at most once a minute;
   while no usable keys are cached, at most once every 10 seconds.
 - A request whose key is cached never waits: it reads the cache under a short lock, and only requests
@@ -15,12 +18,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
 import requests
+import urllib3
 
 from shared.errors import InvalidToken, KeysUnavailable
 from shared.logsafe import get_logger, safe
@@ -40,10 +45,18 @@ _CHUNK = 64 * 1024
 class NotificationKeys:
     """The signing keys of the OpenID configuration at `url`. Thread-safe."""
 
-    def __init__(self, url: str, session: requests.Session, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        url: str,
+        session: requests.Session,
+        now: Callable[[], datetime],
+        *,
+        deadline: float = FETCH_DEADLINE_SECONDS,
+    ) -> None:
         self._url = url
         self._session = session
         self._now = now
+        self._deadline = deadline  # seconds for one fetch, both documents (tests make it short)
         self._lock = threading.Lock()  # guards the cache; never held during a fetch
         self._fetching = threading.Lock()  # one fetch at a time; only requests lacking their key wait on it
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -100,11 +113,12 @@ class NotificationKeys:
         return keys
 
     def _fetch(self) -> dict[str, jwt.PyJWK]:
-        config = self._get_json(self._url)
+        deadline = time.monotonic() + self._deadline
+        config = self._get_json(self._url, deadline)
         jwks_uri = config.get("jwks_uri") if isinstance(config, dict) else None
         if not isinstance(jwks_uri, str) or not jwks_uri:
             raise KeysUnavailable("the OpenID configuration has no jwks_uri")
-        document = self._get_json(jwks_uri)
+        document = self._get_json(jwks_uri, deadline)
         entries = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(entries, list):
             raise KeysUnavailable("the key set has no keys")
@@ -123,12 +137,15 @@ class NotificationKeys:
             raise KeysUnavailable("the key set holds no RSA signing key")
         return keys
 
-    def _get_json(self, url: str) -> Any:
+    def _get_json(self, url: str, deadline: float) -> Any:
         if not url.lower().startswith("https://"):
             raise KeysUnavailable(f"refused {safe(url[:200])}: signing keys are fetched over https only")
         try:
             response = self._session.get(
-                url, timeout=FETCH_TIMEOUT_SECONDS, headers={"Accept": "application/json"}, stream=True
+                url,
+                timeout=min(FETCH_TIMEOUT_SECONDS, max(0.001, deadline - time.monotonic())),
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+                stream=True,
             )
         except requests.RequestException as error:
             raise KeysUnavailable(type(error).__name__) from None
@@ -138,30 +155,63 @@ class NotificationKeys:
                 raise KeysUnavailable(f"refused a redirect from {safe(url[:200])} to http: https only")
             if response.status_code != 200:
                 raise KeysUnavailable(f"HTTP {response.status_code} from {safe(url[:200])}")
-            body = _read_bounded(response, url)
+            body = _read_bounded(response, url, deadline)
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
             raise KeysUnavailable(f"document from {safe(url[:200])} is not JSON") from None
 
 
-def _read_bounded(response: requests.Response, url: str) -> bytes:
-    """The body, read a chunk at a time: given up past `MAX_DOCUMENT_BYTES` or `FETCH_DEADLINE_SECONDS`."""
-    too_large = KeysUnavailable(f"document from {safe(url[:200])} is larger than {MAX_DOCUMENT_BYTES} bytes")
+def _read_bounded(response: requests.Response, url: str, deadline: float) -> bytes:
+    """The body, read as it arrives: given up past `MAX_DOCUMENT_BYTES` (decoded) or at `deadline`.
+
+    `read1` returns what one read of the socket brings, and the socket's timeout is cut to the time left
+    before each read, so no read outlasts the deadline however slowly the peer drips. The body is decoded
+    here (gzip or deflate; identity was asked for) so that decoding, too, happens between those reads.
+    """
+    where = safe(url[:200])
+    too_large = KeysUnavailable(f"document from {where} is larger than {MAX_DOCUMENT_BYTES} bytes")
+    too_slow = KeysUnavailable(f"document from {where} took over the fetch deadline")
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
         raise too_large
-    deadline = time.monotonic() + FETCH_DEADLINE_SECONDS
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "deflate"):
+        raise KeysUnavailable(f"document from {where} has an unsupported Content-Encoding")
+    decoder = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None  # 47: gzip or zlib header
+    raw = response.raw
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(_CHUNK):
-            size += len(chunk)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise too_slow
+            _cut_timeout(raw, left)
+            data = raw.read1(_CHUNK, decode_content=False)
+            if not data:
+                break
+            if decoder is not None:  # at most one byte past the limit: more left to decode is too large
+                data = decoder.decompress(data, MAX_DOCUMENT_BYTES + 1 - size)
+                if decoder.unconsumed_tail:
+                    raise too_large
+            size += len(data)
             if size > MAX_DOCUMENT_BYTES:
                 raise too_large
-            if time.monotonic() > deadline:
-                raise KeysUnavailable(f"document from {safe(url[:200])} took over {FETCH_DEADLINE_SECONDS:g} s")
-            chunks.append(chunk)
-    except requests.RequestException as error:
+            chunks.append(data)
+        if decoder is not None:
+            chunks.append(decoder.flush())
+            if size + len(chunks[-1]) > MAX_DOCUMENT_BYTES:
+                raise too_large
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, zlib.error) as error:
+        if time.monotonic() >= deadline:
+            raise too_slow from None
         raise KeysUnavailable(type(error).__name__) from None
     return b"".join(chunks)
+
+
+def _cut_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:
+    """Make the next read of `raw`'s socket wait at most `seconds` (and at most `FETCH_TIMEOUT_SECONDS`)."""
+    sock = getattr(raw.connection, "sock", None)
+    if sock is not None and sock.fileno() != -1:  # once the body is all read, the connection is let go
+        sock.settimeout(min(seconds, FETCH_TIMEOUT_SECONDS))

@@ -25,9 +25,10 @@ from azure.data.tables import TableClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
 from shared import storage_faults
+from shared.connection_string import StorageSettings
 from shared.errors import StorageMisconfigured
 from shared.logsafe import get_logger
-from shared.settings import Settings, StorageSettings
+from shared.settings import Settings
 
 logger = get_logger(__name__)
 

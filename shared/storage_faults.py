@@ -104,12 +104,17 @@ class _RedactSas(logging.Filter):
         elif isinstance(record.args, Mapping):
             record.args = {key: _redacted(arg) for key, arg in record.args.items()}
         if isinstance(record.msg, str) and "sig=" in record.msg.lower():
-            record.msg = _SAS_SECRET.sub(r"\1REDACTED", record.msg)
+            record.msg = redact_sas_text(record.msg)
         return True
 
 
 def _redacted(value: object) -> object:
-    return _SAS_SECRET.sub(r"\1REDACTED", value) if isinstance(value, str) else value
+    return redact_sas_text(value) if isinstance(value, str) else value
+
+
+def redact_sas_text(text: str) -> str:
+    """`text` with every SAS signature (`sig=...`) replaced by `sig=REDACTED` (URLs inside error messages)."""
+    return _SAS_SECRET.sub(r"\1REDACTED", text)
 
 
 _FILTER = _RedactSas()

@@ -2,18 +2,16 @@
 
 A callId only ever reaches the table as a key derived from its hash (see `models.call_keys`), never inside a
 filter string. Rows the app cannot read are skipped (shared/rows.py). Listing pages travel to the caller as
-continuation tokens this API issued (a checksum refuses any other).
+continuation tokens that name an app key (any other token is refused).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain, islice
 from typing import Any
 
 from azure.core import MatchConditions
@@ -23,7 +21,7 @@ from azure.data.tables import UpdateMode
 from shared.errors import InvalidRequest, StorageUnavailable, TransactionFailed, UnstorableEntity
 from shared.loglimit import failure_level
 from shared.logsafe import get_logger, safe
-from shared.models import CallRecord, call_keys
+from shared.models import PARTITIONS, CallRecord, call_keys
 from shared.rows import SkippedRows, count_rows, read_rows
 from shared.storage import Storage, storage_errors
 from shared.tablewire import MAX_OPERATIONS, query_pages, replace_all, sdk_entity, wire_entity
@@ -37,38 +35,62 @@ _RECORD_PROPERTIES = (
 
 
 # --- continuation tokens ------------------------------------------------------------------------
-# The table's continuation token (a dict of opaque next keys) travels to the caller as one URL-safe
-# string with a checksum, so a token the API did not issue (or a mangled one) is refused as a 400.
-# The checksum guards integrity, not secrecy: whoever holds the function key may list every call.
-_TOKEN_SALT = b"callkeeper-continuation-v1"
+# A token names where the next page starts as a key the app itself writes: `PP-<RowKey>`, a partition
+# `00`..`63` and 64 lowercase hex digits (docs/architecture.md, "The calls table"). Anything else is a
+# token the API could not have issued: `400 invalidRequest`. The service's own continuation values are
+# opaque and never reach the caller. A token is not a secret and carries no checksum: it only ever names
+# a position among rows that the function key already lists (docs/architecture.md, "Listing pages").
+MAX_PAGE = 1000  # Table Storage's most rows in one answer
+MAX_TOKEN_CHARS = 1024  # the contract's limit; an issued token has 67
+_TOKEN = re.compile(r"([0-9]{2})-([0-9a-f]{64})\Z")
+_HEX = "0123456789abcdef"
+_KEY_LENGTH = 64
+_PARTITION_KEYS = tuple(f"{index:02d}" for index in range(PARTITIONS))
+_NOT_ISSUED = "continuationToken is not one this API issued"
 
 
-def _checksum(payload: bytes) -> str:
-    return hashlib.sha256(_TOKEN_SALT + payload).hexdigest()[:16]
+def encode_token(key: tuple[str, str]) -> str:
+    """The token of the page that starts at `key` (an app key: see `first_key_at_or_after`)."""
+    return f"{key[0]}-{key[1]}"
 
 
-def encode_token(token: dict[str, str | None]) -> str:
-    payload = json.dumps({"pk": token.get("PartitionKey"), "rk": token.get("RowKey")}, separators=(",", ":"))
-    raw = payload.encode("ascii")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") + "." + _checksum(raw)
+def decode_token(value: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) where the page starts; `InvalidRequest` for a token the API could not have issued."""
+    match = _TOKEN.match(value) if len(value) <= MAX_TOKEN_CHARS else None
+    if match is None or match[1] not in _PARTITION_KEYS:
+        raise InvalidRequest(_NOT_ISSUED)
+    return match[1], match[2]
 
 
-def decode_token(value: str) -> dict[str, str | None]:
-    invalid = InvalidRequest("continuationToken is not one this API issued")
-    body, _, checksum = value.partition(".")
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if not checksum or checksum != _checksum(raw):
-        raise invalid
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise invalid from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str | None) for k in ("pk", "rk")):
-        raise invalid
-    return {"PartitionKey": data.get("pk"), "RowKey": data.get("rk")}
+def first_key_at_or_after(partition_key: str, row_key: str) -> tuple[str, str] | None:
+    """The least key the app could write that sorts at or after (`partition_key`, `row_key`), or None.
+
+    The next page starts at the row after the last one shown; when that row's keys are not the app's (a row
+    of another program), every row before the least app key at or after it is unreadable anyway.
+    """
+    for partition in _PARTITION_KEYS:
+        if partition > partition_key:
+            return partition, "0" * _KEY_LENGTH
+        if partition == partition_key and (row := _first_row_key_at_or_after(row_key)) is not None:
+            return partition, row
+    return None
+
+
+def _first_row_key_at_or_after(value: str) -> str | None:
+    """The least string of 64 lowercase hex digits that sorts at or after `value` (ordinal order), or None."""
+    head = 0
+    while head < min(len(value), _KEY_LENGTH) and value[head] in _HEX:
+        head += 1
+    if head == len(value):  # all hex, 64 digits or fewer: padded with zeros it sorts at or after itself
+        return value + "0" * (_KEY_LENGTH - head)
+    if head < _KEY_LENGTH:  # value[head] is no hex digit: the least digit above it, else carry to the left
+        above = next((digit for digit in _HEX if digit > value[head]), None)
+        if above is not None:
+            return value[:head] + above + "0" * (_KEY_LENGTH - head - 1)
+    for index in range(head - 1, -1, -1):  # the least key above every string that starts with value[:head]
+        if value[index] != "f":
+            return value[:index] + _HEX[_HEX.index(value[index]) + 1] + "0" * (_KEY_LENGTH - index - 1)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +183,31 @@ class CallStore:
         return None
 
     def list_page(self, top: int, continuation_token: str | None) -> tuple[list[CallRecord], str | None]:
-        """One page of at most `top` calls, and the token of the next page if there is one."""
-        token = decode_token(continuation_token) if continuation_token else None
+        """One page of at most `top` calls, and the token of the next page if there is one.
+
+        Reads `top` + 1 rows from where the token says (the rest of its partition, then the partitions after
+        it): the extra row, if any, is where the next page starts.
+        """
+        start = decode_token(continuation_token) if continuation_token else None
+        size = min(MAX_PAGE, top + 1)
         with storage_errors("list"):
-            try:
-                entity_pages = self._storage.table().list_entities(results_per_page=top)
-                pages = entity_pages.by_page(continuation_token=token)  # type: ignore[arg-type]  # takes its dict
-                entities = list(next(pages, []))
-            except HttpResponseError as error:
-                if error.status_code == 400 and token is not None:
-                    raise InvalidRequest("continuationToken is not one this API issued") from None
-                raise
-            next_token = pages.continuation_token  # type: ignore[attr-defined]
-        return read_rows(entities), encode_token(next_token) if next_token else None
+            table = self._storage.table()
+            if start is None:
+                sources = [table.list_entities(results_per_page=size)]
+            else:
+                partition, row = start
+                sources = [
+                    table.query_entities(
+                        "PartitionKey eq @p and RowKey ge @r",
+                        parameters={"p": partition, "r": row},
+                        results_per_page=size,
+                    ),
+                    table.query_entities("PartitionKey gt @p", parameters={"p": partition}, results_per_page=size),
+                ]
+            entities = list(islice(chain.from_iterable(sources), top + 1))
+        after = entities[top] if len(entities) > top else None
+        next_key = None if after is None else first_key_at_or_after(after["PartitionKey"], after["RowKey"])
+        return read_rows(entities[:top]), None if next_key is None else encode_token(next_key)
 
     def update_all(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from shared.errors import (
     UsageError,
 )
 from shared.settings import CREDENTIAL_SETTINGS, Settings
+from shared.storage_faults import redact_sas_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -300,9 +301,14 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def advise(error: BaseException, where: Where) -> Advice:
-    """The advice for `error`: the first row of `ADVICE` it (or, where allowed, a cause of it) matches."""
+    """The advice for `error`: the first row of `ADVICE` it (or, where allowed, a cause of it) matches.
+
+    An error's own text can hold a request URL, and with a SAS connection string that URL carries the
+    signature: every message is said with `sig=` redacted.
+    """
     chain = _chain(error)
-    for kind, causes, rule in ADVICE:
-        if any(isinstance(item, kind) for item in (chain if causes else chain[:1])):
-            return rule(error, where)
-    return _unexpected(error, where)  # pragma: no cover - BaseException matches everything
+    matches = (
+        rule for kind, causes, rule in ADVICE if any(isinstance(e, kind) for e in (chain if causes else chain[:1]))
+    )
+    advice = next(matches, _unexpected)(error, where)  # BaseException, the last row, matches everything
+    return replace(advice, message=redact_sas_text(advice.message))

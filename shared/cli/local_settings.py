@@ -1,7 +1,8 @@
 """The command line's settings: a non-empty environment variable, else `Values` of `local.settings.json`.
 
 Only the command line reads `local.settings.json` (the Functions host does it for the app); what it hands
-to `shared.settings.load_settings` is one merged mapping.
+to `shared.settings.load_settings` is one merged mapping. A setting that decides where a credential or a
+token is sent is taken from the file only when that credential comes from the file too (`routing_problems`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import SettingsError, SettingsFileError
-from shared.settings import Settings, load_settings
+from shared.settings import CREDENTIAL_SETTINGS, Settings, load_settings
 
 LOCAL_SETTINGS_FILE = "local.settings.json"
 
@@ -64,6 +65,108 @@ def shadowed(environ: Mapping[str, str], values: Mapping[str, str]) -> list[str]
     )
 
 
+# --- settings that decide where a credential or a token is sent (the contract's list) ---------------------
+GRAPH_ROUTES = ("GRAPH_CLOUD", "GRAPH_AUTHORITY_HOST", "GRAPH_BASE_URL")  # the Graph credential and its tokens
+STORAGE_ROUTES = tuple(
+    f"AzureWebJobsStorage__{name}" for name in ("tableServiceUri", "queueServiceUri", "blobServiceUri", "accountName")
+)
+IDENTITY_ROUTES = ("AZURE_AUTHORITY_HOST",)  # azure-identity's authority: the storage identity's token requests
+TOPIC_ROUTES = ("CALL_EVENTS_TOPIC_ENDPOINT",)  # the topic key, else the storage identity's token
+TRANSPORT_ROUTES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # and any *_proxy of https or all: every credential
+_PROXIES = ("https_proxy", "all_proxy")  # requests reads proxy variables in any case
+ENVIRONMENT, FILE = "environment", "file"
+
+
+def _source(name: str, environ: Mapping[str, str], values: Mapping[str, str]) -> str | None:
+    if environ.get(name, "").strip():
+        return ENVIRONMENT
+    return FILE if values.get(name, "").strip() else None
+
+
+def _credential_source(name: str, environ: Mapping[str, str], values: Mapping[str, str]) -> str | None:
+    """Where a credential comes from; the environment holding the file's own value counts as the file."""
+    source = _source(name, environ, values)
+    if source == ENVIRONMENT and environ[name].strip() == values.get(name, "").strip():
+        return FILE  # the folder's author holds it already: nothing of the environment's to carry away
+    return source
+
+
+def _credentials(environ: Mapping[str, str], values: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """The credentials the command line may send, by what routes them: (what it is, where it comes from)."""
+    found: dict[str, tuple[str, str]] = {}
+    graph = next((name for name in CREDENTIAL_SETTINGS if _source(name, environ, values)), None)
+    if graph == "GRAPH_MANAGED_IDENTITY_CLIENT_ID":  # its assertion comes from this machine's identity
+        found["graph"] = ("the managed identity of GRAPH_MANAGED_IDENTITY_CLIENT_ID", ENVIRONMENT)
+    elif graph is not None:
+        found["graph"] = (graph, _credential_source(graph, environ, values) or ENVIRONMENT)
+    connection = _credential_source("AzureWebJobsStorage", environ, values)
+    identity = ("the storage identity (AzureWebJobsStorage__credential, or the signed-in user)", ENVIRONMENT)
+    found["storage"] = ("AzureWebJobsStorage", connection) if connection else identity
+    if not connection:  # azure-identity is in use only without a connection string
+        found["identity"] = identity
+    key = _credential_source("CALL_EVENTS_TOPIC_KEY", environ, values)
+    found["topic"] = ("CALL_EVENTS_TOPIC_KEY", key) if key else identity
+    return found
+
+
+def _carried(name: str) -> tuple[str, ...]:
+    """Which credentials a routing setting would carry; () when `name` routes none."""
+    if name in GRAPH_ROUTES:
+        return ("graph",)
+    if name in STORAGE_ROUTES:
+        return ("storage",)
+    if name in IDENTITY_ROUTES:
+        return ("identity",)
+    if name in TOPIC_ROUTES:
+        return ("topic",)
+    if name in TRANSPORT_ROUTES or name.lower() in _PROXIES:
+        return ("graph", "storage")  # what the command line itself sends (events reach the topic from the app)
+    return ()
+
+
+def _changes_a_route(name: str, merged: Mapping[str, str]) -> bool:
+    """Whether taking `name` changes where anything is sent (the sample's `GRAPH_CLOUD=global` does not)."""
+    if name not in GRAPH_ROUTES and name not in STORAGE_ROUTES:
+        return True
+    with_it = load_settings(merged)
+    without = load_settings({key: value for key, value in merged.items() if key != name})
+    if name in GRAPH_ROUTES:
+        return (with_it.cloud, with_it.graph_base_url, with_it.authority_host) != (
+            without.cloud,
+            without.graph_base_url,
+            without.authority_host,
+        )
+
+    def uris(settings: Settings) -> tuple[str | None, ...]:
+        storage = settings.storage
+        return (None, None) if storage is None else (storage.table_service_uri, storage.queue_service_uri)
+
+    return uris(with_it) != uris(without)
+
+
+def routing_problems(environ: Mapping[str, str], values: Mapping[str, str]) -> list[str]:
+    """The file's settings that would send a credential of the environment somewhere the file chose.
+
+    A setting that decides where a credential or a token goes is taken from local.settings.json only when
+    every credential it would carry comes from the file too, so a folder cannot redirect a secret held in
+    the environment. Names only: a value may be a secret.
+    """
+    merged = merge_settings(environ, values)
+    credentials = _credentials(environ, values)
+    problems = []
+    for name in sorted(values):
+        carried = [credentials[kind] for kind in _carried(name) if kind in credentials]
+        from_environment = sorted({what for what, source in carried if source == ENVIRONMENT})
+        if _source(name, environ, values) != FILE or not from_environment or not _changes_a_route(name, merged):
+            continue
+        problems.append(
+            f"{name} is set in {LOCAL_SETTINGS_FILE}, but it would carry {' and '.join(from_environment)} from "
+            f"the environment: a folder's file may not decide where a credential of the environment is sent "
+            f"(set {name} in the environment too, or take that credential from the file as well)"
+        )
+    return problems
+
+
 @dataclass(frozen=True)
 class Loaded:
     settings: Settings
@@ -82,6 +185,9 @@ def load(folder: Path, environ: MutableMapping[str, str] | None = None) -> Loade
     environ = os.environ if environ is None else environ
     path = folder / LOCAL_SETTINGS_FILE
     values = read_local_settings(path)
+    refused = routing_problems(environ, values)
+    if refused:  # before anything is sent, and before the file's values reach the environment
+        raise SettingsError(refused)
     merged = merge_settings(environ, values)
     hidden = shadowed(environ, values)
     for name, value in values.items():

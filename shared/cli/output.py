@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -46,15 +47,33 @@ class Output:
         self.stream.flush()
 
     def line(self, text: str) -> None:
-        self.console.print(Text(text))
+        self.console.print(Text(printable(text)))
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls (C0, DEL, C1), format, lone surrogates, U+2028/9
+
+
+def printable(text: str) -> str:
+    """`text` as a terminal may show it: every control (ESC included), format character (bidi controls,
+    zero-width), line or paragraph separator and lone surrogate written as `\\xNN`, `\\uNNNN` or
+    `\\UNNNNNNNN`, so a stored value (metadata, lastError) can neither move the cursor, recolour or retitle
+    the terminal, nor reorder what it shows. Everything else is shown as it is."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(_escaped(char) if unicodedata.category(char) in _UNPRINTABLE else char for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _text(value: Any) -> Text:
-    return Text(NONE if value is None else str(value))
+    return Text(NONE if value is None else printable(str(value)))
 
 
 def metadata_text(metadata: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in metadata.items()) or NONE
+    return printable(" ".join(f"{key}={value}" for key, value in metadata.items())) or NONE
 
 
 def record_table(record: CallRecord) -> Table:
@@ -74,7 +93,7 @@ def short_time(value: str | None) -> str:
 def _last_result(data: dict[str, Any]) -> str:
     """The last attempt in one cell: lastError when it failed (it starts with the status), else lastStatus."""
     if data["lastError"] is not None:
-        return str(data["lastError"])
+        return printable(str(data["lastError"]))
     return NONE if data["lastStatus"] is None else str(data["lastStatus"])
 
 

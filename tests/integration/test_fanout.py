@@ -11,6 +11,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from shared.context import Context
 from shared.errors import RangeIncomplete
 from shared.fanout import ALL_PARTITIONS
-from shared.models import call_keys
+from shared.models import call_keys, utc_now
+from shared.recent_ends import ended_entity
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FailingSeam
@@ -211,6 +213,33 @@ def test_below_the_threshold_the_timer_sweeps_itself(fanout, standins):
     f.tick()
     assert f.work_messages() == []
     assert keepalives(standins) == Counter(dict.fromkeys(ids, 1))
+
+
+def seed_expired_ends(ctx: Context, count: int) -> None:
+    """`count` ends remembered 25 hours ago, written 100 a transaction (as 100-item `terminated` requests would)."""
+    at = utc_now() - timedelta(hours=25)
+    rows = [ended_entity(f"gone-{i}", tenant_id=None, reason="terminatedNotification", now=at) for i in range(count)]
+    table = ctx.storage.table(ctx.settings.ended_table_name)
+    for start in range(0, count, 100):
+        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+
+@pytest.mark.parametrize("calls", [1, 30], ids=["sweep", "fan-out"])
+def test_each_timer_invocation_purges_expired_ends_after_its_sweep_or_fan_out(fanout, standins, caplog, calls):
+    f = fanout()  # a threshold of 10: 30 calls fan out, 1 is swept by the timer itself
+    f.register(*[f"call-{i:02d}" for i in range(calls)])
+    seed_expired_ends(f.ctx, 3000)  # 30 requests of 100 `terminated` items' worth: more than 1,000 a tick
+    f.ctx.recent_ends.remember("recent", tenant_id=None, reason="keepAliveNotFound", now=utc_now())
+
+    with caplog.at_level(logging.INFO, logger="shared"):
+        f.tick()
+
+    left = f.ctx.storage.table(f.ctx.settings.ended_table_name).list_entities(select=["CallId"])
+    assert [row["CallId"] for row in left] == ["recent"]  # every expired end in one invocation
+    lines = [r.getMessage() for r in caplog.records]
+    purged = next(i for i, line in enumerate(lines) if line.startswith("ended calls purged removed=3000"))
+    swept = next(i for i, line in enumerate(lines) if line.startswith(("keepalive tick ", "keepalive fanout ")))
+    assert swept < purged  # after its sweep or fan-out: the keepAlives never wait for the purge
 
 
 def test_an_invalid_work_message_is_dropped_not_retried(fanout, standins, caplog):

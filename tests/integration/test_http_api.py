@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 import uuid
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from azure.data.tables import TableClient
 
 from shared.context import Context
 from shared.models import CallRecord, call_keys, utc_now
-from shared.store import CallStore
+from shared.store import CallStore, decode_token
 from tests.host import FunctionHost, body_of
 
 pytestmark = pytest.mark.integration
@@ -281,6 +283,54 @@ def test_a_tampered_continuation_token_is_refused(host, ctx):
     token = next_link.split("continuationToken=")[1]
     tampered = ("A" if token[0] != "A" else "B") + token[1:]
     assert_error(host.request("GET", "/api/calls?top=2&continuationToken=" + tampered), 400, "invalidRequest")
+
+
+def forged(keys: dict[str, str | None]) -> str:
+    """A token of the previous format with its checksum computed from the salt anyone could read in the code."""
+    payload = json.dumps(keys, separators=(",", ":")).encode()
+    checksum = hashlib.sha256(b"callkeeper-continuation-v1" + payload).hexdigest()[:16]
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + checksum
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        forged({"pk": "1!8!MDA-", "rk": "1!88!YWJj"}),  # the service's own form of a key
+        forged({"pk": "zz", "rk": None}),
+        "64-" + "0" * 64,  # a partition the app never writes
+        "07-" + "A" * 64,  # a row key the app never writes
+        "07-" + "0" * 64 + "x" * 1000,  # over 1,024 characters
+    ],
+    ids=["forged service keys", "forged other partition", "partition 64", "upper-case row key", "too long"],
+)
+def test_a_token_naming_keys_the_app_never_writes_is_refused(host, ctx, token):
+    seed(ctx, 3)
+    response = host.request("GET", "/api/calls?top=1&continuationToken=" + quote(token, safe=""))
+    assert_error(response, 400, "invalidRequest")
+
+
+def test_pages_that_end_at_rows_of_another_program_still_list_every_call_exactly_once(host, ctx):
+    ids = seed(ctx, 12)
+    keys = sorted(call_keys(call_id) for call_id in ids)
+    foreign = [  # rows the app never writes, between and around its own, each a page boundary for some top
+        ("", "empty"), ("0", "a"), (keys[0][0], ""), (keys[0][0], keys[0][1][:10]), (keys[0][0], keys[0][1] + "0"),
+        (keys[3][0], keys[3][1][:63] + "g"), (keys[5][0], "zz"), (keys[5][0], "F" * 64), ("63", "f" * 64 + "x"),
+        ("64", "0" * 64), ("zz", "z"), ("é", "é"),
+    ]  # fmt: skip
+    table: TableClient = ctx.storage.table()
+    for partition, row in foreign:
+        table.create_entity({"PartitionKey": partition, "RowKey": row, "Note": "not a call"})
+    for top in (1, 2, 3, 5):
+        seen: list[str] = []
+        url: str | None = f"/api/calls?top={top}"
+        while url:
+            body = body_of(host.request("GET", url))
+            seen.extend(record["callId"] for record in body["value"])
+            url = body.get("nextLink")
+            if url:
+                token = unquote(url.split("continuationToken=")[1])
+                assert decode_token(token)  # an app key, whatever row the page ended at
+        assert sorted(seen) == sorted(ids), top
 
 
 def test_host_refuses_requests_without_a_function_key_and_unknown_routes(host, ctx):

@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from shared.context import Context
-from shared.models import utc_now
+from shared.models import CallRecord, utc_now
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FakeClock, RequestCounter
@@ -200,12 +200,38 @@ def test_terminated_without_result_info_gives_a_null_graph(app):
     assert event["tenantId"] == TENANT
 
 
-def test_terminated_of_a_call_registered_without_tenant_uses_the_token_tenant(app):
-    app.register("c1")
+def test_terminated_of_a_call_without_tenant_and_no_graph_tenant_id_is_ignored_with_a_warning(app, caplog):
+    app.register("c1")  # no tenantId, and this app has no GRAPH_TENANT_ID: the tenant cannot be checked
+    before = app.state()
 
-    assert counts(app.post(payload(note("c1", "terminated")), tenant=OTHER_TENANT)) == result(removed=1)
+    with caplog.at_level(logging.WARNING, logger="shared.notifications"):
+        for tenant in (TENANT, OTHER_TENANT):
+            assert counts(app.post(payload(note("c1", "terminated")), tenant=tenant)) == result(ignored=1)
+
+    assert app.state() == before  # still registered, no event, no memory of an end
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("callId=c1" in w and "GRAPH_TENANT_ID" in w for w in warnings)
+
+
+def test_terminated_of_a_call_without_tenant_compares_with_graph_tenant_id(app, make_context, caplog):
+    app.context = make_context(
+        install=True,
+        now=app.clock,
+        GRAPH_CLIENT_ID=CLIENT_ID,
+        GRAPH_NOTIFICATION_OPENID_URL=app.openid.config_url,
+        GRAPH_TENANT_ID=TENANT,
+    )
+    app.context.calls.insert(CallRecord("c1", None, app.clock(), "reg-c1"))  # stored before GRAPH_TENANT_ID was set
+    before = app.state()
+
+    with caplog.at_level(logging.WARNING, logger="shared.notifications"):
+        assert counts(app.post(payload(note("c1", "terminated")), tenant=OTHER_TENANT)) == result(ignored=1)
+    assert app.state() == before
+    assert any(f"callTenantId={TENANT}" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+    assert counts(app.post(payload(note("c1", "terminated")), tenant=TENANT)) == result(removed=1)
     [event] = app.events()
-    assert event["tenantId"] == OTHER_TENANT
+    assert event["tenantId"] == TENANT and event["eventId"] == "reg-c1"
 
 
 def test_a_late_established_after_terminated_leaves_the_call_ended(app):
@@ -344,7 +370,7 @@ def test_odd_casing_of_names_and_values_and_unknown_fields(app):
             "ResultInfo": {"Code": 500, "SUBCODE": 8510, "Message": "Gone."},
         },
     }
-    app.register("c2")
+    app.register("c2", tenantId=TENANT)
 
     response = app.post({"Value": [established, terminated], "extra": "ignored"})
 

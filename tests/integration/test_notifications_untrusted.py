@@ -6,16 +6,23 @@ Real Azurite, the OpenID stand-in over HTTPS, the app's clock injected (`Clock`)
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import threading
+import time
 import tracemalloc
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
-from shared.signing_keys import MAX_DOCUMENT_BYTES
+from shared.notifications import REASON
+from shared.recent_ends import ended_entity, purge_quietly
+from shared.signing_keys import MAX_DOCUMENT_BYTES, NotificationKeys
 from tests.integration.test_http_api import assert_error
 from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fixture
     CLIENT_ID,
@@ -27,6 +34,7 @@ from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fi
     payload,
     result,
 )
+from tests.standins.openid import KEYS_PATH
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
@@ -73,17 +81,17 @@ def storage_requests(app, body: dict[str, Any]) -> tuple[dict[str, int], Any]:
 
 
 def test_items_of_one_call_are_folded_so_storage_work_grows_with_distinct_calls(app):
-    app.register("warm")
+    app.register("warm", tenantId=TENANT)
     app.post(payload(note("warm", "terminated")))  # tables and queue created, keys fetched
     one, response = storage_requests(app, payload(note("c1", "established")))
     assert counts(response) == result(registered=1)
-    app.register("c2")
+    app.register("c2", tenantId=TENANT)
     hundred, response = storage_requests(
         app, payload(*[note("c2", "established") for _ in range(99)], note("c2", "terminated"))
     )
     assert counts(response) == result(removed=1, ignored=99)  # the last state wins
     single, _ = storage_requests(app, payload(note("c3", "established")))
-    app.register("c4")
+    app.register("c4", tenantId=TENANT)
     terminated_once, response = storage_requests(app, payload(note("c4", "terminated")))
     assert counts(response) == result(removed=1)
 
@@ -94,7 +102,7 @@ def test_items_of_one_call_are_folded_so_storage_work_grows_with_distinct_calls(
 
 
 def test_a_terminated_then_established_in_one_payload_stays_ended(app):
-    app.register("c1")
+    app.register("c1", tenantId=TENANT)
     body = payload(note("c1", "terminated"), note("c1", "established"), note("c1", "established"))
     assert counts(app.post(body)) == result(removed=1, ignored=2)
     assert app.call("c1") is None
@@ -110,7 +118,15 @@ def test_an_end_under_one_tenant_never_blocks_another(app):
     assert app.call("c2") is None
 
 
-def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
+def seed_ends(app, count: int, at, prefix: str = "old") -> None:
+    """`count` ends remembered at `at`, written in transactions of 100 (as 100-item `terminated` requests would)."""
+    table = app.context.storage.table(app.context.settings.ended_table_name)
+    rows = [ended_entity(f"{prefix}-{i}", tenant_id=TENANT, reason=REASON, now=at) for i in range(count)]
+    for start in range(0, count, 100):
+        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+
+def test_ends_are_forgotten_after_24_hours_and_purged(app):
     ended = app.context.recent_ends
     table = app.context.settings.ended_table_name
     start = app.clock()
@@ -125,28 +141,51 @@ def test_ends_are_forgotten_after_24_hours_and_purged_in_bounded_batches(app):
     assert not ended.recently_ended("old-0", TENANT, now)  # forgotten, purged or not
     assert ended.recently_ended("new-0", TENANT, now)
     before = app.context.on_storage_request.snapshot()
-    assert ended.purge(now, batches=1) == 100  # one batch: one transaction, and its queries
+    purged = ended.purge(now)
     used = app.context.on_storage_request.since(before, app.context.on_storage_request.snapshot())
-    assert used["table batch"] == 1 and used["table read"] <= 2 and set(used) == {"table read", "table batch"}
-    assert ended.purge(now, batches=5) == 150
-    assert ended.purge(now) == 0
+    assert (purged.removed, purged.left) == (250, False)
+    assert used == {"table read": 1, "table batch": 3}  # one page of keys, transactions of 100, 100 and 50
+    assert ended.purge(now).removed == 0
     remaining = list(app.context.storage.table(table).list_entities())
     assert sorted(e["CallId"] for e in remaining) == sorted(f"new-{i}" for i in range(30))
     assert ended.recently_ended("new-29", TENANT, now)
 
 
-def test_the_timer_purges_what_is_older_than_24_hours(app, host):
-    app.context.recent_ends.remember("gone", tenant_id=TENANT, reason="terminatedNotification", now=app.clock())
-    app.clock.advance(hours=24, minutes=1)
-    from shared.recent_ends import purge_quietly
+class Ticking:
+    """A monotonic clock that moves one second each time it is read: a purge's budget without real waiting."""
 
-    purge_quietly(app.context.recent_ends, app.context.now)
-    assert app.entities(app.context.settings.ended_table_name) == []
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, caplog):
+    seed_ends(app, 3000, app.clock())  # 30 requests of 100 `terminated` items' worth
+    seed_ends(app, 5, app.clock() + timedelta(hours=20), prefix="fresh")
+    app.clock.advance(hours=24, seconds=1)
+
+    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+        first = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
+    assert first is not None and (first.removed, first.left) == (2000, True)  # two pages of 1,000, then out of time
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "ended calls left to purge removed=2000" in warning and "budgetSeconds=2" in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+        second = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
+    assert second is not None and (second.removed, second.left) == (1000, False)  # the next invocation goes on
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("ended calls purged removed=1000" in r.getMessage() for r in caplog.records)
+    left = app.entities(app.context.settings.ended_table_name)
+    assert sorted(e["CallId"] for e in left) == [f"fresh-{i}" for i in range(5)]
 
 
 # --- events fit the queue -----------------------------------------------------------------------
 def test_every_string_of_graph_in_the_event_is_cut_to_1024_characters(app):
-    app.register("c1")
+    app.register("c1", tenantId=TENANT)
     info = {"code": "C" * 5000, "subcode": "S" * 3000, "message": "M" * 70000}
     response = app.post({"value": [note("c1", "terminated", result_info=info)]})
     if response.status_code == 413:  # the body limit is 64 KiB: send a message that fits it
@@ -200,6 +239,37 @@ def test_the_size_limit_is_enforced_while_reading_not_after(app, caplog):
 
     assert any("larger than" in r.getMessage() for r in caplog.records)
     assert peak < 4 * MAX_DOCUMENT_BYTES, peak  # the 16 MiB document was never held whole
+
+
+def test_the_fetch_deadline_holds_while_the_peer_drips_a_byte_at_a_time(app, caplog):
+    document = json.dumps({"jwks_uri": app.openid.base_url + KEYS_PATH, "pad": "x" * 100}).encode()
+    app.openid.failure = Reply(200, body=document, drip=0.05)  # ~150 bytes: 7.5 s to send, no read ever idle
+    keys = NotificationKeys(app.openid.config_url, requests.Session(), app.clock, deadline=0.5)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 2.0, elapsed  # the 0.5 s deadline and a margin for a busy machine, not the 7.5 s of the drip
+    assert any("took over the fetch deadline" in r.getMessage() for r in caplog.records)
+
+
+def test_a_compressed_key_document_is_decoded_within_the_size_limit(app, caplog):
+    config = json.dumps({"jwks_uri": app.openid.base_url + KEYS_PATH}).encode()
+    app.openid.failure = Reply(200, body=gzip.compress(config), headers={"Content-Encoding": "gzip"})
+    keys = app.context.notification_keys()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")  # both documents decoded: the second, the configuration again, has no keys
+    assert any("the key set has no keys" in r.getMessage() for r in caplog.records)
+
+    bomb = gzip.compress(b"0" * (16 * MAX_DOCUMENT_BYTES))  # 16 KiB on the wire, 16 MiB decoded
+    app.openid.failure = Reply(200, body=bomb, headers={"Content-Encoding": "gzip"})
+    app.clock.advance(minutes=2)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="shared.signing_keys"), pytest.raises(InvalidToken):
+        keys.key_for("any")
+    assert any("larger than" in r.getMessage() for r in caplog.records)
 
 
 def test_a_fetch_for_an_unknown_kid_never_holds_up_a_request_whose_key_is_cached(app):

@@ -12,9 +12,10 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.data.tables import AccountSasPermissions, ResourceTypes, generate_account_sas
 
 from shared import context as context_module
+from shared.connection_string import StorageSettings
 from shared.context import Context
 from shared.errors import StorageAccessDenied, StorageMisconfigured, StorageTlsError, StorageUnavailable
-from shared.settings import Settings, StorageSettings
+from shared.settings import Settings
 from shared.storage import Storage
 from tests.azurite import ACCOUNT, KEY
 from tests.host import body_of
@@ -73,6 +74,40 @@ def test_the_command_line_exits_2_naming_the_setting_without_a_traceback(tmp_pat
         assert run.code == 2, (args, run.stderr)
         assert "AzureWebJobsStorage" in run.stderr and "Traceback" not in run.stderr
         assert "not base64!" not in run.stderr
+
+
+SIG = "CANARYsig0Zq7%2Bx%3D"
+SAS_IDENTITY = {  # identity-based storage with a SAS pasted into an http service URI: two mistakes, one secret
+    "AzureWebJobsStorage": None,
+    "AzureWebJobsStorage__tableServiceUri": f"http://acct.table.core.windows.net/?sv=2024-08-04&ss=t&sig={SIG}",
+    "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+}
+
+
+def test_an_identity_based_setting_problem_is_named_and_its_sas_reaches_no_body_log_or_message(
+    make_context, host, caplog, tmp_path: Path
+):
+    ctx = make_context(**SAS_IDENTITY)
+    with caplog.at_level(logging.DEBUG):
+        response = _api(ctx, host)
+        with pytest.raises(StorageMisconfigured) as raised:
+            ctx.storage.queue(ctx.settings.cleanup_queue_name)
+
+    assert_error(response, 503, "storageUnavailable")
+    message = body_of(response)["error"]["message"]
+    assert "AzureWebJobsStorage__tableServiceUri" in message and SIG not in message
+    assert SIG not in raised.value.message
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("AzureWebJobsStorage__tableServiceUri" in line for line in errors)
+    assert not [r.getMessage() for r in caplog.records if SIG in r.getMessage()]
+
+    app = App(tmp_path, {k: v for k, v in SAS_IDENTITY.items() if v is not None} | {"GRAPH_DRY_RUN": "true"})
+    app.write_settings()
+    for args in (("calls", "list"), ("--json", "calls", "show", "c1")):
+        run = app.run(*args)
+        assert run.code == 2, (args, run.stderr)
+        assert "AzureWebJobsStorage__tableServiceUri" in run.stderr and "Traceback" not in run.stderr
+        assert SIG not in run.stderr and SIG not in run.stdout
 
 
 def _wrong_key(azurite) -> str:

@@ -73,6 +73,7 @@ class Reply:
     delay: float = 0.0
     reset: bool = False
     chunked: bool = False  # sent with Transfer-Encoding: chunked (no Content-Length), 64 KiB a chunk
+    drip: float = 0.0  # > 0: the body goes out one byte at a time, this many seconds apart (a slow-drip peer)
 
     def payload(self) -> tuple[bytes, str | None]:
         if self.body is None:
@@ -160,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if reply.drip > 0:
+            self._write_dripping(payload, reply.drip)
+            return
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
         self.wfile.flush()
@@ -175,6 +179,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:  # the client gave up reading: expected when it enforces a size limit
             self.close_connection = True
+
+    def _write_dripping(self, payload: bytes, interval: float) -> None:
+        try:
+            self.wfile.flush()
+            for index in range(len(payload)):
+                if index and self.server.stopping.wait(interval):
+                    break
+                self.wfile.write(payload[index : index + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up: expected when it enforces a deadline
+            pass
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         logger.debug("stand-in %s: " + format, self.address_string(), *args)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.budget import TenantCounts, schedule_interval, tenant_share, warn_if_too_slow
+from shared.budget import MIN_TENANT_SHARE, TenantCounts, schedule_interval, tenant_share, warn_if_too_slow
 from shared.errors import InvalidWorkMessage
 from shared.fanout import ALL_PARTITIONS, WorkRange, parse_work, plan_ranges
 from shared.models import CallRecord
@@ -75,14 +75,24 @@ def test_a_message_without_a_share_takes_its_part_of_the_instances_budget():
     assert WorkRange(ALL_PARTITIONS, "t").share(1000) == 1000
 
 
-@pytest.mark.parametrize("rate", [0, -1, 3001, "100", True, None])
+@pytest.mark.parametrize(
+    "rate",  # as JSON text: Python's json reads NaN, Infinity and 1e400 (as inf) too
+    ["0", "-1", "3001", '"100"', "true", "null", "1e-300", "0.014", "1" + "0" * 400, "NaN", "Infinity", "-Infinity",
+     "1e400"],
+)  # fmt: skip
 def test_a_message_with_a_bad_share_is_not_ours(rate):
-    body = {"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00"], "tickId": "t", "tenantRate": rate}
-    if rate is None:  # an explicit null is the same as no share
-        assert parse_work(json.dumps(body)).tenant_rate is None
+    text = '{"schemaVersion": 1, "type": "keepaliveRange", "partitions": ["00"], "tickId": "t", "tenantRate": %s}'
+    if rate == "null":  # an explicit null is the same as no share
+        assert parse_work(text % rate).tenant_rate is None
         return
     with pytest.raises(InvalidWorkMessage, match="tenantRate"):
-        parse_work(json.dumps(body))
+        parse_work(text % rate)
+
+
+def test_the_least_share_the_app_writes_is_taken():
+    assert MIN_TENANT_SHARE == tenant_share(1, 1) == 0.015  # KEEPALIVE_TENANT_RATE=1, a range of one partition
+    work = plan_ranges(10**9, 1, "t", tenant_rate=1)[0]
+    assert parse_work(work.text()).tenant_rate == MIN_TENANT_SHARE
 
 
 # --- the schedule ------------------------------------------------------------------------------------------

@@ -98,3 +98,18 @@ def test_an_unreadable_local_settings_file_is_a_settings_error(tmp_path, text):
     (tmp_path / "local.settings.json").write_text(text, encoding="utf-8")
     with pytest.raises(SettingsError):
         read_local_settings(tmp_path / "local.settings.json")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ssl.SSLError("certificate verify failed for /activecalls()?sv=2024-08-04&sig=CANARYsig%2B%3D&se=1"),
+        RuntimeError("GET https://a.table.core.windows.net/activecalls()?sig=CANARYsig%2B%3D failed"),
+        StorageUnavailable("Storage is unavailable; try again later. url=/t?sv=1&SIG=CANARYsig%2B%3D"),
+    ],
+    ids=["tls", "unexpected", "storage"],
+)
+def test_no_message_quotes_a_sas_signature_from_an_errors_text(error):
+    advice = advise(error, _where(REMOTE))
+    assert "CANARYsig" not in advice.message and "CANARYsig" not in advice.hint
+    assert "REDACTED" in advice.message

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.budget import schedule_interval
 from shared.context import Context
 from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
 from shared.keepalive import check_settings, preflight
 from shared.models import CallRecord
+from shared.recent_ends import purge_budget
 from shared.settings import load_settings
 from shared.sweep import Sweep
 from shared.writers import DryRunSender, DryRunWriter
@@ -174,3 +176,17 @@ def test_a_dry_run_needs_no_credential_but_a_real_tick_does():
     with pytest.raises(SettingsError) as raised:
         check_settings(settings, dry_run=False)
     assert "GRAPH_CLIENT_SECRET" in str(raised.value) and "GRAPH_CLIENT_ID" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "budget"),
+    [
+        ("0 */10 * * * *", 120.0),  # the default: 2 minutes of every 10
+        ("0 */5 * * * *", 60.0),  # a fifth of a shorter interval
+        ("0 * * * * *", 12.0),
+        ("0 0 * * * *", 120.0),  # never more than 2 minutes
+        ("not a schedule", 120.0),
+    ],
+)
+def test_the_purge_of_ended_calls_gets_a_fifth_of_the_interval_at_most_two_minutes(schedule, budget):
+    assert purge_budget(schedule_interval(schedule)) == budget

@@ -341,3 +341,35 @@ def test_the_ca_bundle_in_force_is_the_one_requests_uses_and_the_hint_names_it_a
     assert (
         curl.ca_bundle_problem() == "CURL_CA_BUNDLE names /elsewhere.pem, which does not exist (from the app settings)"
     )
+
+
+SIG = "CANARY0sig0Zq7%2Bx%3D"
+SAS_URI = f"http://acct.table.core.windows.net/?sv=2024-08-04&ss=t&sig={SIG}"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"AzureWebJobsStorage__tableServiceUri": SAS_URI, "AzureWebJobsStorage__queueServiceUri": "https://q.example"},
+        {"AzureWebJobsStorage__tableServiceUri": "https://t.example", "AzureWebJobsStorage__queueServiceUri": SAS_URI},
+        {"AzureWebJobsStorage__tableServiceUri": f"sv=1&sig={SIG}", "AzureWebJobsStorage__queueServiceUri": "https://q"},
+        {"AzureWebJobsStorage__tableServiceUri": f"https://[{SIG}]/", "AzureWebJobsStorage__queueServiceUri": "https://q"},
+        {"AzureWebJobsStorage__tableServiceUri": f"https:///?sig={SIG}", "AzureWebJobsStorage__queueServiceUri": "https://q"},
+        {"AzureWebJobsStorage__tableServiceUri": "https://t", "AzureWebJobsStorage__queueServiceUri": "https://q",
+         "AzureWebJobsStorage__credential": SIG},
+    ],
+    ids=["http table uri with a sas", "http queue uri with a sas", "a bare sas", "not a url", "no host", "credential"],
+)  # fmt: skip
+def test_an_identity_based_storage_problem_names_the_setting_and_never_quotes_its_value(environ):
+    settings = load_settings(environ)
+    [problem] = settings.storage_problems
+    assert problem.startswith("AzureWebJobsStorage__") and "must be" in problem
+    assert SIG not in problem and "sig=" not in problem, problem
+
+
+@pytest.mark.parametrize("name", ["GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST", "GRAPH_NOTIFICATION_OPENID_URL"])
+@pytest.mark.parametrize("value", [f"graph.example/?sig={SIG}", f"ftp://user:{SIG}@host", f"https://[{SIG}"])
+def test_a_url_setting_with_a_query_or_user_info_is_named_not_quoted_and_never_raises(name, value):
+    settings = load_settings({**GRAPH_OK, name: value})
+    [problem] = settings.graph_problems
+    assert problem.startswith(name) and SIG not in problem
