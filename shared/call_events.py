@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared import jsonsafe
 from shared.context import Context
 from shared.errors import InvalidCallEvent, SettingsError, TopicRefused, TopicUnavailable
 from shared.fanout import MAX_DEQUEUE_COUNT, WorkMessage
@@ -53,8 +53,8 @@ def parse_event(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE_CHARS:
         raise InvalidCallEvent(f"the message is longer than {MAX_MESSAGE_CHARS} bytes")
     try:
-        event = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        event = jsonsafe.loads(body)
+    except ValueError:  # not UTF-8, not JSON, or nested too deep
         raise InvalidCallEvent("the message is not JSON") from None
     if not isinstance(event, dict) or event.get("type") != "callEnded":
         raise InvalidCallEvent("the message is not a callEnded event")

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from shared import jsonsafe
 from shared.budget import MAX_TENANT_RATE, MIN_TENANT_SHARE, TenantCounts, tenant_share
 from shared.errors import InvalidWorkMessage
 from shared.logsafe import get_logger
@@ -122,7 +123,7 @@ def parse_work(body: bytes | str) -> WorkRange:
     if len(body) > _MAX_MESSAGE_CHARS:
         raise InvalidWorkMessage(f"longer than {_MAX_MESSAGE_CHARS} characters")
     try:
-        data = json.loads(body)
+        data = jsonsafe.loads(body)
     except ValueError:
         raise InvalidWorkMessage("not JSON") from None
     if not isinstance(data, dict):

@@ -19,7 +19,6 @@ Outcome table (contract, "The keep-alive tick"):
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -34,7 +33,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from shared import __version__
+from shared import __version__, jsonsafe
 from shared.errors import TokenError
 from shared.loglimit import failure_level
 from shared.logsafe import get_logger, safe
@@ -257,7 +256,7 @@ class GraphClient:
         code = message = inner_request_id = None
         if body and status >= 400:
             try:
-                payload: Any = json.loads(body)
+                payload: Any = jsonsafe.loads(body)
             except ValueError:
                 payload = None
             error = payload.get("error") if isinstance(payload, dict) else None

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import registry
+from shared import jsonsafe, registry
 from shared.context import Context
 from shared.errors import ApiError, CallNotFound, InvalidRequest, PayloadTooLarge
 from shared.logsafe import get_logger
@@ -68,8 +68,8 @@ def read_json(req: func.HttpRequest) -> Any:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body must be at most {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return jsonsafe.loads(body)
+    except ValueError:  # not UTF-8, not JSON, or nested too deep
         raise InvalidRequest("the request body must be JSON") from None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import jsonsafe
 from shared.errors import InvalidCallId, InvalidMetadata, InvalidTenantId, UnreadableRow
 from shared.logsafe import CUT, escape
 from shared.settings import GUID_RE
@@ -259,8 +260,8 @@ def _stored_metadata(value: Any) -> dict[str, str]:
     if value is None or value == "{}":
         return {}
     try:
-        metadata = json.loads(value) if isinstance(value, str) else None
-    except (ValueError, RecursionError):
+        metadata = jsonsafe.loads(value) if isinstance(value, str) else None
+    except ValueError:
         metadata = None
     if not isinstance(metadata, dict):
         raise UnreadableRow("Metadata is not a JSON object of strings")

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -27,6 +26,7 @@ import jwt
 import requests
 import urllib3
 
+from shared import jsonsafe
 from shared.errors import InvalidToken, KeysUnavailable
 from shared.logsafe import get_logger, safe
 
@@ -157,8 +157,8 @@ class NotificationKeys:
                 raise KeysUnavailable(f"HTTP {response.status_code} from {safe(url[:200])}")
             body = _read_bounded(response, url, deadline)
         try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
+            return jsonsafe.loads(body)
+        except ValueError:
             raise KeysUnavailable(f"document from {safe(url[:200])} is not JSON") from None
 
 

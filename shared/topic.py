@@ -22,7 +22,6 @@ cap); the host's redelivery after visibilityTimeout is the wait between invocati
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -35,6 +34,7 @@ from azure.core.messaging import CloudEvent
 from azure.core.pipeline import PipelineResponse
 from azure.eventgrid import EventGridPublisherClient
 
+from shared import jsonsafe
 from shared.errors import TopicRefused, TopicUnavailable
 from shared.settings import Settings
 
@@ -118,7 +118,7 @@ def _code(error: HttpResponseError) -> str:
     code = getattr(error.error, "code", None) if error.error is not None else None
     if not code and error.response is not None:
         try:
-            body = json.loads(error.response.text())
+            body = jsonsafe.loads(error.response.text())
             found = body.get("error") if isinstance(body, dict) else None
             code = found.get("code") if isinstance(found, dict) else None
         except ValueError:

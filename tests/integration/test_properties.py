@@ -117,6 +117,20 @@ class Valid:
     metadata: dict[str, str]
 
 
+NOT_JSON_DEEPER_THAN = 128
+
+
+def nesting(document: object) -> int:
+    """How deep a parsed document nests (an array or object is one level), counted without recursion."""
+    deepest, stack = 0, [(document, 0)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((item, level + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
 def expected_post(body: bytes) -> Refused | Valid:
     """What the contract says `POST /api/calls` does with this body (before looking at the table)."""
     if len(body) > MAX_BODY:
@@ -124,6 +138,8 @@ def expected_post(body: bytes) -> Refused | Valid:
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
+        return Refused(400, frozenset({"invalidRequest"}))
+    if nesting(document) > NOT_JSON_DEEPER_THAN:  # the app's rule for JSON from outside (README, Choices)
         return Refused(400, frozenset({"invalidRequest"}))
     if not isinstance(document, dict) or "callId" not in document:
         return Refused(400, frozenset({"invalidRequest"}))

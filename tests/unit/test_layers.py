@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"storage", "store", "rows", "recent_ends", "events", "tablewire", "storage_faults", "graph", "retry",
          "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
     ),
-    ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe",
+    ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe", "jsonsafe",
                                   "loglimit", "__init__"}),
 ]  # fmt: skip
 
