@@ -13,15 +13,12 @@ from azure.core.credentials import AzureKeyCredential, TokenCredential
 
 from shared import topic as topic_module
 from shared.errors import SettingsError
-from shared.events import CallEventsQueue, CleanupQueue
 from shared.graph import GraphClient, build_session
 from shared.models import utc_now
 from shared.ratelimit import RateLimiter
-from shared.recent_ends import RecentEnds
 from shared.settings import Settings, load_from_environment
 from shared.signing_keys import NotificationKeys
-from shared.storage import RequestHook, Storage
-from shared.store import CallStore
+from shared.storage import CallEventsQueue, CallStore, CleanupQueue, RecentEnds, RequestHook, Storage
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenProvider
 

@@ -25,10 +25,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.events import CallEventsQueue, CleanupQueue
 from shared.models import CallRecord
-from shared.recent_ends import RecentEnds
-from shared.store import CallStore
+from shared.storage import CallEventsQueue, CallStore, CleanupQueue, RecentEnds
 
 
 def end_call(

@@ -1,8 +1,6 @@
-"""The `callEnded` event and the queues it goes onto: the cleanup queue, and with a topic set the events queue.
-
-The event is sent with the queue SDK *before* the call's entry is deleted, so a crash between the
-two repeats the event (with the same `eventId`) rather than losing it. Both queues get the same text
-(compact JSON, base64-encoded by the queue client), so the CloudEvent's `data` is the cleanup event exactly.
+"""The `callEnded` event, and its text on the queues (shared/storage: the cleanup queue, and with a topic set the
+events queue). Both queues get the same text (compact JSON, base64-encoded by the queue client), so the
+CloudEvent's `data` is the cleanup event exactly.
 
 A queue message holds at most 64 KiB, and the event travels as base64 text, so its JSON must stay within
 48 KiB. It does by construction (a readable call's callId and metadata are what registration accepts, every
@@ -18,13 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.errors import StorageMisconfigured
-from shared.logsafe import get_logger, safe
 from shared.models import CallRecord, format_time
-from shared.settings import Settings
-from shared.storage import Storage, storage_errors
-
-logger = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_GRAPH_STRING = 1024  # every string of `graph` (code, subcode, message, ids): the event stays far below 64 KiB
@@ -90,41 +82,3 @@ def _event(
         "graph": graph_fields,
         "metadata": dict(record.metadata),
     }
-
-
-class CleanupQueue:
-    """Sends `callEnded` events to `CLEANUP_QUEUE_NAME` (created when missing), as base64 text."""
-
-    def __init__(self, storage: Storage, queue_name: str) -> None:
-        self._storage = storage
-        self._queue_name = queue_name
-
-    def send(self, event: Mapping[str, Any]) -> None:
-        text = event_text(event)
-        with storage_errors("send event", "queue"):
-            self._storage.queue(self._queue_name).send_message(text)
-        logger.info(
-            "callEnded event sent callId=%s eventId=%s reason=%s",
-            safe(event["callId"]),
-            safe(event["eventId"]),
-            safe(event["reason"]),
-        )
-
-
-class CallEventsQueue:
-    """Sends `callEnded` events to `CALL_EVENTS_QUEUE_NAME` (created when missing), as base64 text, for the queue
-    function that publishes them to the Event Grid topic. Built only when `CALL_EVENTS_TOPIC_ENDPOINT` is set."""
-
-    def __init__(self, storage: Storage, settings: Settings) -> None:
-        self._storage = storage
-        self._queue_name = settings.events_queue_name
-        self._problems = settings.events_queue_problems
-
-    def send(self, event: Mapping[str, Any]) -> None:
-        if self._problems:  # the end stops here, before anything changed: 503 naming the setting, never a lost event
-            raise StorageMisconfigured(f"The call events queue is not configured: {'; '.join(self._problems)}.")
-        with storage_errors("send event", "queue"):
-            self._storage.queue(self._queue_name).send_message(event_text(event))
-        logger.debug(
-            "callEnded event queued for the topic callId=%s eventId=%s", safe(event["callId"]), event["eventId"]
-        )

@@ -38,8 +38,7 @@ from shared.budget import MAX_TENANT_RATE, MIN_TENANT_SHARE, TenantCounts, tenan
 from shared.errors import InvalidWorkMessage
 from shared.logsafe import get_logger
 from shared.models import PARTITIONS
-from shared.storage import Storage, storage_errors
-from shared.store import CallStore
+from shared.storage import CallStore, Storage, storage_errors
 
 logger = get_logger(__name__)
 

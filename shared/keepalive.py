@@ -29,9 +29,8 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.logsafe import get_logger, safe
-from shared.recent_ends import purge_budget, purge_quietly
-from shared.rows import SkippedRows
 from shared.settings import Settings
+from shared.storage import SkippedRows, purge_budget, purge_quietly
 from shared.summary import TickSummary
 from shared.sweep import PAGE_SIZE, Sender, Sweep, Writer, read_ahead
 from shared.telemetry import summary_fields

@@ -11,7 +11,7 @@ from shared.context import Context
 from shared.errors import CallNotFound, Conflict
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
-from shared.store import CallStore
+from shared.storage import CallStore
 
 logger = get_logger(__name__)
 

@@ -27,8 +27,8 @@ from shared.graph import KeepAliveResult
 from shared.loglimit import failure_budget, failure_level
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord, format_time
-from shared.rows import SkippedRows
 from shared.settings import Settings
+from shared.storage import SkippedRows
 from shared.summary import TickSummary
 from shared.telemetry import call_fields
 

@@ -19,15 +19,12 @@ from urllib.parse import quote
 
 from shared.ending import end_call
 from shared.errors import KeepAliveError
-from shared.events import CallEventsQueue, CleanupQueue
 from shared.graph import KeepAliveResult
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
-from shared.recent_ends import RecentEnds
 from shared.settings import Settings
-from shared.store import CallStore, NotSaved
+from shared.storage import MAX_OPERATIONS, CallEventsQueue, CallStore, CleanupQueue, NotSaved, RecentEnds
 from shared.sweep import PAGE_SIZE, Unsaved
-from shared.tablewire import MAX_OPERATIONS
 
 logger = get_logger(__name__)
 

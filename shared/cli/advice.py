@@ -36,7 +36,7 @@ from shared.errors import (
     UsageError,
 )
 from shared.settings import CREDENTIAL_SETTINGS, Settings
-from shared.storage_faults import redact_sas_text
+from shared.storage import redact_sas_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1

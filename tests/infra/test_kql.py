@@ -48,7 +48,7 @@ def literal_text(node: ast.expr) -> str | None:
 def written_records() -> dict[str, set[str]]:
     """Every log format of shared/ (its text up to the first `key=`) and the keys it writes."""
     formats: list[str] = []
-    for path in sorted(SHARED.glob("*.py")):
+    for path in sorted(SHARED.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 args = node.args[1:] if node.func.attr == "log" else node.args
@@ -99,7 +99,7 @@ def written_dimensions() -> set[str]:
 @cache
 def written_events() -> set[str]:
     events = {summary_fields(TickSummary())["event"]}
-    for path in sorted(SHARED.glob("*.py")):
+    for path in sorted(SHARED.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "call_fields" and node.args:
                 first = node.args[0]

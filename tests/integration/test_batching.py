@@ -17,8 +17,8 @@ from shared.context import Context
 from shared.errors import TransactionFailed
 from shared.keepalive import run_tick
 from shared.models import call_keys
+from shared.storage._tablewire import query_pages, replace_all
 from shared.summary import TickSummary
-from shared.tablewire import query_pages, replace_all
 from tests.conftest import ContextFactory
 from tests.fakes import RequestCounter
 from tests.host import FunctionHost, body_of
@@ -111,7 +111,7 @@ def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(ctx, host
     ctx.storage.table()
     before = ctx.on_storage_request.snapshot()
 
-    with caplog.at_level(logging.INFO, logger="shared.store"):
+    with caplog.at_level(logging.INFO, logger="shared.storage"):
         thread, results = run_in_background(ctx)
         wait_for_request(standins, victim)
         assert host.request("DELETE", f"/api/calls/{victim}").status_code == 204

@@ -19,7 +19,7 @@ from shared.fanout import WorkRange
 from shared.graph import KeepAliveResult
 from shared.keepalive import run_tick, run_work
 from shared.models import INT32_MAX, MAX_LAST_ERROR, CallRecord, call_keys
-from shared.store import CallStore, NotSaved
+from shared.storage import CallStore, NotSaved
 from shared.writers import BatchWriter
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage

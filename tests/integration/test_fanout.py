@@ -24,7 +24,7 @@ from shared.context import Context
 from shared.errors import RangeIncomplete
 from shared.fanout import ALL_PARTITIONS
 from shared.models import call_keys, utc_now
-from shared.recent_ends import ended_entity
+from shared.storage import ended_entity
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FailingSeam

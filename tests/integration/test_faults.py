@@ -23,7 +23,7 @@ from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys, format_time
 from shared.registry import register_call
 from shared.retry import MAX_RETRIES, RETRY_AFTER_CAP
-from shared.store import CallStore
+from shared.storage import CallStore
 from tests import azurite as azurite_module
 from tests.azurite import PrivateAzurite, drain_events
 from tests.conftest import ContextFactory

@@ -14,7 +14,8 @@ from azure.data.tables import TableClient
 
 from shared.context import Context
 from shared.models import CallRecord, call_keys, utc_now
-from shared.store import CallStore, decode_token
+from shared.storage import CallStore
+from shared.storage._calls import decode_token
 from tests.host import FunctionHost, body_of
 
 pytestmark = pytest.mark.integration

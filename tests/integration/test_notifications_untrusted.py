@@ -21,8 +21,8 @@ import requests
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
 from shared.notifications import REASON
-from shared.recent_ends import ended_entity, purge_quietly
 from shared.signing_keys import MAX_DOCUMENT_BYTES, NotificationKeys
+from shared.storage import ended_entity, purge_quietly
 from tests.integration.test_http_api import assert_error
 from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fixture
     CLIENT_ID,
@@ -167,14 +167,14 @@ def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, capl
     seed_ends(app, 5, app.clock() + timedelta(hours=20), prefix="fresh")
     app.clock.advance(hours=24, seconds=1)
 
-    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+    with caplog.at_level(logging.INFO, logger="shared.storage"):
         first = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
     assert first is not None and (first.removed, first.left) == (2000, True)  # two pages of 1,000, then out of time
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "ended calls left to purge removed=2000" in warning and "budgetSeconds=2" in warning
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="shared.recent_ends"):
+    with caplog.at_level(logging.INFO, logger="shared.storage"):
         second = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
     assert second is not None and (second.removed, second.left) == (1000, False)  # the next invocation goes on
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -48,7 +48,7 @@ def test_a_malformed_connection_string_is_503_naming_the_setting_and_never_quote
     settings = ctx.settings
     assert settings.storage is None and any("AzureWebJobsStorage" in p for p in settings.storage_problems)
 
-    with caplog.at_level(logging.ERROR, logger="shared.store"):
+    with caplog.at_level(logging.ERROR, logger="shared.storage"):
         response = _api(ctx, host)
 
     assert_error(response, 503, "storageUnavailable")
@@ -117,7 +117,7 @@ def _wrong_key(azurite) -> str:
 def test_a_wrong_key_is_a_configuration_error_naming_the_role(azurite, make_context, host, caplog):
     ctx = make_context(AzureWebJobsStorage=_wrong_key(azurite))
 
-    with caplog.at_level(logging.ERROR, logger="shared.storage_faults"):
+    with caplog.at_level(logging.ERROR, logger="shared.storage"):
         response = _api(ctx, host)
         with pytest.raises(StorageAccessDenied) as queue_refused:
             ctx.storage.queue(ctx.settings.cleanup_queue_name)
@@ -142,7 +142,7 @@ def test_a_certificate_not_verified_is_reported_as_tls_naming_requests_ca_bundle
     connection = f"AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint={url};QueueEndpoint={url};"
     ctx = make_context(AzureWebJobsStorage=connection)
 
-    with caplog.at_level(logging.ERROR, logger="shared.storage_faults"), pytest.raises(StorageTlsError) as raised:
+    with caplog.at_level(logging.ERROR, logger="shared.storage"), pytest.raises(StorageTlsError) as raised:
         ctx.storage.table()
 
     assert "REQUESTS_CA_BUNDLE" in raised.value.message

@@ -207,7 +207,9 @@ def test_each_damaged_row_is_skipped_logged_with_its_keys_and_counted_by_the_tic
 
     assert (summary.calls, summary.succeeded, summary.skipped) == (2, 2, len(DAMAGES))
     assert keepalives(standins) == Counter({"alive-1": 1, "alive-2": 1})
-    warnings = [r.getMessage() for r in caplog.records if r.name == "shared.rows" and r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "shared.storage._rows" and r.levelno == logging.WARNING
+    ]
     assert len(warnings) == len(DAMAGES)
     for entity in damaged:
         assert any(f"partitionKey={entity['PartitionKey']} rowKey={entity['RowKey']}" in line for line in warnings), (
@@ -221,10 +223,10 @@ def test_each_damaged_row_is_skipped_logged_with_its_keys_and_counted_by_the_tic
 
 def test_a_foreign_rows_keys_are_logged_so_they_cannot_forge_a_line(table, caplog):
     table.client.upsert_entity({"PartitionKey": "x tenantId=evil", "RowKey": "y\u202ez", "CallId": 1})
-    with caplog.at_level(logging.WARNING, logger="shared.rows"):
+    with caplog.at_level(logging.WARNING, logger="shared.storage"):
         summary = run_tick(table.ctx, dry_run=True)
     assert summary.skipped == 1
-    [line] = [r.getMessage() for r in caplog.records if r.name == "shared.rows"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "shared.storage._rows"]
     assert " tenantId=evil" not in line and "\u202e" not in line
     assert 'partitionKey="x\\u0020tenantId\\u003devil" rowKey="y\\u202ez"' in line
 

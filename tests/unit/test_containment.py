@@ -30,7 +30,7 @@ from shared.models import (
     last_error_text,
 )
 from shared.settings import load_settings
-from shared.tablewire import MAX_ENTITY_BYTES, MAX_STRING_BYTES, sdk_entity, wire_entity, wire_time
+from shared.storage._tablewire import MAX_ENTITY_BYTES, MAX_STRING_BYTES, sdk_entity, wire_entity, wire_time
 from shared.tokens import CODE_LIMIT, TokenProvider
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
 from shared.keepalive import check_settings, preflight
 from shared.models import CallRecord
-from shared.recent_ends import purge_budget
 from shared.settings import load_settings
+from shared.storage import purge_budget
 from shared.sweep import Sweep
 from shared.writers import DryRunSender, DryRunWriter
 from tests.fakes import FakeSender, FakeWriter

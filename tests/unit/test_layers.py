@@ -13,9 +13,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("command line, HTTP API, notifications", {"cli", "http_api", "notifications", "__main__"}),
     ("engine", {"keepalive", "sweep", "writers", "ending", "registry", "fanout", "budget", "context", "call_events"}),
     (
-        "store and Graph",
-        {"storage", "store", "rows", "recent_ends", "events", "tablewire", "storage_faults", "graph", "retry",
-         "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
+        "storage and Graph",
+        {"storage", "events", "graph", "retry", "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
     ),
     ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe", "jsonsafe",
                                   "loglimit", "__init__"}),
@@ -38,7 +37,9 @@ def imports_of(path: Path) -> set[str]:
             if len(parts) > 1:
                 found.add(parts[1])
             else:  # `from shared import registry` names a module; `from shared import __version__` does not
-                found.update(a.name for a in node.names if (SHARED / f"{a.name}.py").exists())
+                found.update(
+                    a.name for a in node.names if (SHARED / f"{a.name}.py").exists() or (SHARED / a.name).is_dir()
+                )
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("shared."))
     return found

@@ -11,7 +11,7 @@ from azure.data.tables._serialize import _add_entity_properties
 
 from shared.errors import TransactionFailed, UnstorableEntity
 from shared.models import CallRecord
-from shared.tablewire import WireEntity, _from_wire, bind, decode, encode, replace_all, wire_entity
+from shared.storage._tablewire import WireEntity, _from_wire, bind, decode, encode, replace_all, wire_entity
 
 RECORD = CallRecord(
     call_id="19:meeting_é'x@thread.v2",

@@ -2,7 +2,7 @@
 
 Every SDK call goes through `storage_errors()`, which turns an unreachable or failing service into
 `StorageUnavailable` (the API's `503 storageUnavailable`), and a refused identity, a bad certificate or a
-malformed setting into the typed errors of shared/storage_faults.py.
+malformed setting into the typed errors of shared/_faults.py.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from azure.core.pipeline import PipelineRequest
 from azure.data.tables import TableClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
-from shared import storage_faults
 from shared.connection_string import StorageSettings
 from shared.errors import StorageMisconfigured
 from shared.logsafe import get_logger
 from shared.settings import Settings
+from shared.storage import _faults
 
 logger = get_logger(__name__)
 
@@ -56,11 +56,11 @@ def storage_errors(action: str, service: str = "table") -> Iterator[None]:
     try:
         yield
     except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
-        raise storage_faults.classify(action, service, error) from error
+        raise _faults.classify(action, service, error) from error
     except HttpResponseError as error:
         status = error.status_code or 0
         if status >= 500 or status in _RETRYABLE_STATUSES:
-            raise storage_faults.classify(action, service, error) from error
+            raise _faults.classify(action, service, error) from error
         raise
 
 
@@ -89,7 +89,7 @@ class Storage:
         self._queues: dict[str, QueueClient] = {}
         self._credential: TokenCredential | None = None
         self._on_request = on_request
-        storage_faults.redact_sas()
+        _faults.redact_sas()
 
     def _storage(self) -> StorageSettings:
         if self._settings.storage is None or self._settings.storage_problems:
@@ -125,7 +125,7 @@ class Storage:
         name = name or self._settings.calls_table_name
         options: dict[str, Any] = {**self._hook("table"), **CLIENT_OPTIONS}
         if storage.connection_string:
-            with storage_faults.malformed_setting():
+            with _faults.malformed_setting():
                 return TableClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.table_service_uri is not None
         return TableClient(storage.table_service_uri, name, credential=self._identity(storage), **options)
@@ -141,7 +141,7 @@ class Storage:
             "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
         }
         if storage.connection_string:
-            with storage_faults.malformed_setting():
+            with _faults.malformed_setting():
                 return QueueClient.from_connection_string(storage.connection_string, name, **options)
         assert storage.queue_service_uri is not None
         return QueueClient(storage.queue_service_uri, name, credential=self._identity(storage), **options)

@@ -22,9 +22,9 @@ from shared.errors import InvalidRequest, StorageUnavailable, TransactionFailed,
 from shared.loglimit import failure_level
 from shared.logsafe import get_logger, safe
 from shared.models import PARTITIONS, CallRecord, call_keys
-from shared.rows import SkippedRows, count_rows, read_rows
-from shared.storage import Storage, storage_errors
-from shared.tablewire import MAX_OPERATIONS, query_pages, replace_all, sdk_entity, wire_entity
+from shared.storage._clients import Storage, storage_errors
+from shared.storage._rows import SkippedRows, count_rows, read_rows
+from shared.storage._tablewire import MAX_OPERATIONS, query_pages, replace_all, sdk_entity, wire_entity
 
 logger = get_logger(__name__)
 

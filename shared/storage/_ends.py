@@ -35,7 +35,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import KeepAliveError
 from shared.logsafe import get_logger
-from shared.storage import Storage, storage_errors
+from shared.storage._clients import Storage, storage_errors
 
 logger = get_logger(__name__)
 
