@@ -40,7 +40,7 @@ from shared.ending import end_call  # noqa: E402
 from shared.events import call_ended_event  # noqa: E402
 from shared.fanout import MAX_DEQUEUE_COUNT  # noqa: E402
 from shared.models import utc_now  # noqa: E402
-from shared.registry import register_call  # noqa: E402
+from shared.registry import register  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 from tests import azurite  # noqa: E402
 from tests.fakes import RequestCounter  # noqa: E402
@@ -62,7 +62,7 @@ def end_run(ctx: Context, ends: int, label: str) -> tuple[dict[str, int], float]
     records = []
     for i in range(ends):
         call_id = f"{label}-{i}"
-        register_call(ctx.calls, call_id=call_id, tenant_id=TENANT, default_tenant_id=None, metadata={}, now=now)
+        register(ctx.calls, call_id=call_id, tenant_id=TENANT, default_tenant_id=None, metadata={}, now=now)
         record = ctx.calls.get(call_id)  # as the sweep reads it: with its ETag, for the conditional delete
         assert record is not None
         records.append(record)
@@ -72,7 +72,7 @@ def end_run(ctx: Context, ends: int, label: str) -> tuple[dict[str, int], float]
     started = time.perf_counter()
     for record in records:
         event = call_ended_event(record, tenant_id=TENANT, detected_at=now, reason="keepAliveNotFound", graph={})
-        end_call(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, record, event, now)
+        end_call(ctx.calls, ctx.event_queues, ctx.recent_ends, record, event, now)
     elapsed = time.perf_counter() - started
     return RequestCounter.since(before, counter.snapshot()), elapsed * 1000 / ends
 

@@ -38,9 +38,10 @@ import azure.functions as func  # noqa: E402
 
 from shared import notifications  # noqa: E402
 from shared.context import Context  # noqa: E402
+from shared.keepalive import PURGE_BUDGET_SECONDS, purge_quietly  # noqa: E402
 from shared.models import utc_now  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
-from shared.storage import PURGE_BUDGET_SECONDS, ended_entity, purge_quietly  # noqa: E402
+from shared.storage import ended_entity  # noqa: E402
 from tests import azurite  # noqa: E402
 from tests.fakes import RequestCounter  # noqa: E402
 from tests.standins.openid import OpenIdStandin  # noqa: E402

@@ -28,19 +28,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from shared import jsonsafe
 from shared.context import Context
 from shared.errors import InvalidCallEvent, SettingsError, TopicRefused, TopicUnavailable
 from shared.fanout import MAX_DEQUEUE_COUNT, WorkMessage
 from shared.logsafe import get_logger, safe
-from shared.storage import storage_errors
+from shared.settings import POISON_SUFFIX
 from shared.topic import parse_time
 
 logger = get_logger(__name__)
 
-POISON_SUFFIX = "-poison"  # the host's name for a queue's poison queue
 MAX_MESSAGE_CHARS = 65536  # a queue message is at most 64 KiB
 
 
@@ -71,9 +68,7 @@ def parse_event(body: bytes) -> dict[str, Any]:
 def _poison(ctx: Context, body: bytes) -> None:
     """The message text onto `<name>-poison` (base64, as the host would put it). Raises when storage fails, so the
     invocation fails and the message comes back rather than being lost."""
-    with storage_errors("move event to poison", "queue"):
-        text = body.decode("utf-8", errors="replace")  # not UTF-8 can only be a message that is not an event
-        ctx.storage.queue(poison_queue_name(ctx.settings.events_queue_name)).send_message(text)
+    ctx.poison.send(body.decode("utf-8", errors="replace"))  # not UTF-8 can only be a message that is not an event
 
 
 def publish_message(ctx: Context, message: WorkMessage) -> None:
@@ -145,16 +140,10 @@ def resend_poisoned(ctx: Context, *, limit: int | None = None) -> Resent:
     settings = ctx.settings
     if settings.events_queue_problems:
         raise SettingsError(settings.events_queue_problems)
-    source = poison_queue_name(settings.events_queue_name)
-    poison = ctx.storage.queue_client(source)  # decodes nothing: the stored text, as the host or the app wrote it
+    poison = ctx.poison
     moved = left = 0
     while limit is None or moved < limit:
-        want = 32 if limit is None else max(1, min(32, limit - moved))
-        try:
-            with storage_errors("read poison events", "queue"):
-                batch = list(poison.receive_messages(max_messages=want, visibility_timeout=60))
-        except ResourceNotFoundError:  # no poison queue: nothing was ever poisoned
-            break
+        batch = poison.receive(32 if limit is None else max(1, min(32, limit - moved)))
         if not batch:
             break
         for message in batch:
@@ -163,9 +152,7 @@ def resend_poisoned(ctx: Context, *, limit: int | None = None) -> Resent:
             except (binascii.Error, ValueError):
                 left += 1  # hidden for a minute, so this run does not see it again
                 continue
-            with storage_errors("resend event", "queue"):
-                ctx.storage.queue(settings.events_queue_name).send_message(text)
-                poison.delete_message(message)
+            poison.move_back(message, text)
             moved += 1
-    logger.info("call events resent moved=%d left=%d from=%s to=%s", moved, left, source, settings.events_queue_name)
-    return Resent(moved, left, source, settings.events_queue_name)
+    logger.info("call events resent moved=%d left=%d from=%s to=%s", moved, left, poison.name, poison.target)
+    return Resent(moved, left, poison.name, poison.target)

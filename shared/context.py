@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 
 import requests
@@ -18,7 +18,21 @@ from shared.models import utc_now
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, load_from_environment
 from shared.signing_keys import NotificationKeys
-from shared.storage import CallEventsQueue, CallStore, CleanupQueue, RecentEnds, RequestHook, Storage
+from shared.storage import (
+    CallEventsQueue,
+    Calls,
+    CallsTable,
+    CleanupQueue,
+    EndMemory,
+    EventQueue,
+    KeepaliveWorkQueue,
+    PoisonQueue,
+    RecentEnds,
+    RequestHook,
+    Storage,
+    Stores,
+    WorkQueue,
+)
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenProvider
 
@@ -34,11 +48,14 @@ class Context:
     pace_sleep: Callable[[float], None] = time.sleep
     on_storage_request: RequestHook | None = None  # told of each storage request (benchmarks and tests count them)
     topic_credential: AzureKeyCredential | TokenCredential | None = None  # the topic's; None: from the settings
-    storage: Storage = field(init=False)
-    calls: CallStore = field(init=False)
-    cleanup: CleanupQueue = field(init=False)
-    call_events: CallEventsQueue | None = field(init=False)  # None without CALL_EVENTS_TOPIC_ENDPOINT: nothing written
-    recent_ends: RecentEnds = field(init=False)
+    stores: InitVar[Stores | None] = None  # the engine's tables and queues; None: Azure's, from the settings
+    storage: Storage = field(init=False)  # the clients themselves (the tick's preflight, the poison queue, tests)
+    calls: Calls = field(init=False)
+    cleanup: EventQueue = field(init=False)
+    call_events: EventQueue | None = field(init=False)  # None without CALL_EVENTS_TOPIC_ENDPOINT: nothing written
+    recent_ends: EndMemory = field(init=False)
+    work_queue: WorkQueue = field(init=False)
+    poison: PoisonQueue = field(init=False)  # <CALL_EVENTS_QUEUE_NAME>-poison
     _notification_keys: NotificationKeys | None = field(init=False, default=None, repr=False)
     _notification_keys_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
@@ -49,12 +66,25 @@ class Context:
     _limiter: RateLimiter | None = field(init=False, default=None, repr=False)
     _topic: topic_module.Topic | None = field(init=False, default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self.storage = Storage(self.settings, self.on_storage_request)
-        self.calls = CallStore(self.storage)
-        self.cleanup = CleanupQueue(self.storage, self.settings.cleanup_queue_name)
-        self.call_events = CallEventsQueue(self.storage, self.settings) if self.settings.events_enabled else None
-        self.recent_ends = RecentEnds(self.storage, self.settings.ended_table_name)
+    def __post_init__(self, stores: Stores | None) -> None:
+        settings = self.settings
+        self.storage = Storage(settings, self.on_storage_request)
+        if stores is None:
+            stores = Stores(
+                calls=CallsTable(self.storage),
+                cleanup=CleanupQueue(self.storage, settings.cleanup_queue_name),
+                call_events=CallEventsQueue(self.storage, settings) if settings.events_enabled else None,
+                recent_ends=RecentEnds(self.storage, settings.ended_table_name),
+                work=KeepaliveWorkQueue(self.storage, settings.work_queue_name),
+            )
+        self.calls, self.cleanup, self.call_events = stores.calls, stores.cleanup, stores.call_events
+        self.recent_ends, self.work_queue = stores.recent_ends, stores.work
+        self.poison = PoisonQueue(self.storage, settings.events_poison_queue_name, settings.events_queue_name)
+
+    @property
+    def event_queues(self) -> tuple[EventQueue, ...]:
+        """The queues an end writes, in order: the cleanup queue, then the call-events queue with a topic."""
+        return (self.cleanup,) if self.call_events is None else (self.cleanup, self.call_events)
 
     def session(self) -> requests.Session:
         """One pooled HTTP session for Graph and the identity provider, sized to the concurrency."""

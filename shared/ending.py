@@ -21,21 +21,25 @@ before: it only matters once the row is gone. Without a topic, step 2 is skipped
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.models import CallRecord
-from shared.storage import CallEventsQueue, CallStore, CleanupQueue, RecentEnds
+from shared.storage import Calls, EndMemory, EventQueue
 
 
 def end_call(
-    calls: CallStore, cleanup: CleanupQueue, call_events: CallEventsQueue | None, recent_ends: RecentEnds,
-    record: CallRecord, event: Mapping[str, Any], now: datetime,
-) -> bool:  # fmt: skip
-    """Events, then memory, then delete. True when this removed the call; False when it was gone already."""
-    cleanup.send(event)
-    if call_events is not None:
-        call_events.send(event)
-    recent_ends.remember(record.call_id, tenant_id=event["tenantId"], reason=event["reason"], now=now)
+    calls: Calls,
+    events: Sequence[EventQueue],
+    memory: EndMemory,
+    record: CallRecord,
+    event: Mapping[str, Any],
+    now: datetime,
+) -> bool:
+    """Events (each queue of `events` in order: the cleanup queue, then the call-events queue with a topic), then
+    memory, then delete. True when this removed the call; False when it was gone already."""
+    for queue in events:
+        queue.send(event)
+    memory.remember(record.call_id, tenant_id=event["tenantId"], reason=event["reason"], now=now)
     return calls.delete(record)

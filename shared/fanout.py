@@ -38,7 +38,7 @@ from shared.budget import MAX_TENANT_RATE, MIN_TENANT_SHARE, TenantCounts, tenan
 from shared.errors import InvalidWorkMessage
 from shared.logsafe import get_logger
 from shared.models import PARTITIONS
-from shared.storage import CallStore, Storage, storage_errors
+from shared.storage import PAGE_SIZE, Calls, WorkQueue
 
 logger = get_logger(__name__)
 
@@ -49,7 +49,6 @@ ALL_PARTITIONS: tuple[str, ...] = tuple(f"{index:02d}" for index in range(PARTIT
 SAMPLE_PARTITION = ALL_PARTITIONS[0]
 _PARTITION = re.compile(r"^\d{2}$")
 _MAX_MESSAGE_CHARS = 4096  # a valid message is far smaller; anything bigger is not ours
-_SAMPLE_PAGE = 1000
 
 
 class WorkMessage(Protocol):
@@ -156,7 +155,7 @@ class Estimate:
     largest: tuple[str, int] | None  # (tenant, about how many calls), None when no sampled call had a tenant
 
 
-def estimate_calls(calls: CallStore, threshold: int, default_tenant: str | None = None) -> Estimate | None:
+def estimate_calls(calls: Calls, threshold: int, default_tenant: str | None = None) -> Estimate | None:
     """None when the table holds at most `threshold` calls; else an estimate of the table and its largest tenant.
 
     Reads at most `threshold` + one page of the table's rows, then one partition of the 64 (calls spread
@@ -167,7 +166,7 @@ def estimate_calls(calls: CallStore, threshold: int, default_tenant: str | None 
         return None
     tenants = TenantCounts(default_tenant)
     sampled = 0
-    for page in calls.partition_pages(SAMPLE_PARTITION, _SAMPLE_PAGE):
+    for page in calls.partition_pages(SAMPLE_PARTITION, PAGE_SIZE):
         sampled += len(page)
         tenants.add(page)
     largest = tenants.largest()
@@ -177,11 +176,9 @@ def estimate_calls(calls: CallStore, threshold: int, default_tenant: str | None 
     )
 
 
-def enqueue(storage: Storage, queue_name: str, ranges: Sequence[WorkRange]) -> None:
-    """One message per range on the work queue (created when missing). Raises `StorageUnavailable` part way."""
-    queue = storage.queue(queue_name)
-    with storage_errors("read work queue"):
-        backlog = queue.get_queue_properties().approximate_message_count or 0
+def enqueue(queue: WorkQueue, ranges: Sequence[WorkRange]) -> None:
+    """One message per range on the work queue. Raises `StorageUnavailable` part way."""
+    backlog = queue.backlog()
     if backlog:
         logger.warning(
             "keepalive fanout backlog=%d: work of an earlier tick is still queued; if this repeats, the ranges "
@@ -189,8 +186,7 @@ def enqueue(storage: Storage, queue_name: str, ranges: Sequence[WorkRange]) -> N
             backlog,
         )
     for work in ranges:
-        with storage_errors("send work"):
-            queue.send_message(work.text())
+        queue.send(work.text())
 
 
 def new_tick_id() -> str:

@@ -87,7 +87,15 @@ def register_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     call_id = validate_call_id(body["callId"])
     tenant_id = validate_tenant_id(body.get("tenantId"))
     metadata = validate_metadata(body.get("metadata"))
-    record, created = registry.register_explicitly(ctx, call_id=call_id, tenant_id=tenant_id, metadata=metadata)
+    record, created = registry.register_explicitly(
+        ctx.calls,
+        ctx.recent_ends,
+        call_id=call_id,
+        tenant_id=tenant_id,
+        default_tenant_id=ctx.settings.tenant_id,
+        metadata=metadata,
+        now=ctx.now(),
+    )
     if created:
         return json_response(record.to_json(), 201, {"Location": call_location(call_id)})
     return json_response(record.to_json(), 200)
@@ -110,7 +118,7 @@ def get_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
 
 @handler
 def delete_call(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
-    registry.unregister(ctx, _route_call_id(req))
+    registry.unregister(ctx.calls, _route_call_id(req))
     return func.HttpResponse(status_code=204)
 
 

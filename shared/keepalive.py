@@ -4,6 +4,7 @@
     run_work(ctx, message)   the queue function: sweeps the partitions a work message names, at its budget share
     run_tick(ctx)            one sweep of the whole table (timer below the threshold, command line), full budget
     preflight(ctx, dry)      whether a tick can run (settings, credential, storage), and its sender and writer
+    purge_quietly(memory, now)   the timer's purge of ends older than 24 hours, within `purge_budget`
 
 Each sweeps with `shared.sweep.Sweep`, writing through `shared.writers`; each tenant is paced at the sweep's share
 of KEEPALIVE_TENANT_RATE (shared/budget.py, shared/ratelimit.py). A dry run takes the same path with a sender and a
@@ -13,11 +14,13 @@ writer that change nothing, and never fans out.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import datetime
 
 from shared.budget import TenantCounts, schedule_interval, warn_if_too_slow
 from shared.context import Context
-from shared.errors import InvalidWorkMessage, RangeIncomplete, SettingsError, StorageUnavailable
+from shared.errors import InvalidWorkMessage, KeepAliveError, RangeIncomplete, SettingsError, StorageUnavailable
 from shared.fanout import (
     MAX_DEQUEUE_COUNT,
     WorkMessage,
@@ -30,9 +33,9 @@ from shared.fanout import (
 )
 from shared.logsafe import get_logger, safe
 from shared.settings import Settings
-from shared.storage import SkippedRows, purge_budget, purge_quietly
+from shared.storage import PAGE_SIZE, EndMemory, Purged, SkippedRows
 from shared.summary import TickSummary
-from shared.sweep import PAGE_SIZE, Sender, Sweep, Writer, read_ahead
+from shared.sweep import Sender, Sweep, Writer, read_ahead
 from shared.telemetry import summary_fields
 from shared.writers import BatchWriter, DryRunSender, DryRunWriter
 
@@ -67,7 +70,7 @@ def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
         sender, writer = DryRunSender(settings), DryRunWriter()
     else:
         sender = ctx.graph()
-        writer = BatchWriter(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, ctx.now)
+        writer = BatchWriter(ctx.calls, ctx.event_queues, ctx.recent_ends, ctx.now)
         if settings.events_problems:  # they do not stop this tick (see shared/settings.py), but they are named
             logger.error("call events not published: invalid settings: %s", "; ".join(settings.events_problems))
     try:
@@ -125,7 +128,7 @@ def fan_out(ctx: Context, estimate: int) -> list[WorkRange]:
     settings = ctx.settings
     ranges = plan_ranges(estimate, settings.fanout_threshold, new_tick_id(), settings.tenant_rate)
     try:
-        enqueue(ctx.storage, settings.work_queue_name, ranges)
+        enqueue(ctx.work_queue, ranges)
     except StorageUnavailable:
         logger.error(
             "keepalive fanout failed: storage unavailable; ranges not queued wait for the next tick tickId=%s",
@@ -190,3 +193,44 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
             f"unsaved={summary.unsaved}); the queue delivers it again"
         )
     return summary
+
+
+# --- the purge of ended calls, after the timer's sweep or fan-out ------------------------------------------------
+PURGE_BUDGET_SECONDS = 120.0  # the most a timer invocation's purge takes (docs/reliability.md: what it keeps up with)
+PURGE_SHARE = 0.2  # and at most this share of the schedule's interval, so a short schedule gets a short purge
+
+
+def purge_budget(interval: float | None) -> float:
+    """A timer invocation's purge budget: a fifth of the schedule's interval, at most 2 minutes (120 s at the
+    default 10 minutes; the schedule unreadable: 120 s)."""
+    return PURGE_BUDGET_SECONDS if interval is None else min(PURGE_BUDGET_SECONDS, interval * PURGE_SHARE)
+
+
+def purge_quietly(
+    memory: EndMemory,
+    now: Callable[[], datetime],
+    *,
+    budget: float = PURGE_BUDGET_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Purged | None:
+    """The timer's purge, after its sweep or fan-out: logged, never failing the invocation.
+
+    A WARNING when the budget ran out with ends left (the next invocation goes on); None when storage failed.
+    """
+    try:
+        purged = memory.purge(now(), budget=budget, clock=clock)
+    except KeepAliveError as error:
+        logger.warning("ended calls not purged error=%s; the next timer invocation tries again", type(error).__name__)
+        return None
+    if purged.left:
+        logger.warning(
+            "ended calls left to purge removed=%d seconds=%.1f budgetSeconds=%g: the purge stopped at its time "
+            "budget and the next timer invocation goes on; if this repeats, ends arrive faster than the purge "
+            "removes them (docs/reliability.md)",
+            purged.removed,
+            purged.seconds,
+            budget,
+        )
+    elif purged.removed:
+        logger.info("ended calls purged removed=%d seconds=%.1f", purged.removed, purged.seconds)
+    return purged

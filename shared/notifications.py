@@ -17,10 +17,11 @@ Every step is idempotent, so a bot may simply resend a notification that got a 5
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import azure.functions as func
 import jwt
@@ -35,6 +36,7 @@ from shared.logsafe import get_logger, safe
 from shared.models import call_id_problem
 from shared.settings import GUID_RE
 from shared.signing_keys import ALGORITHM, NotificationKeys
+from shared.storage import Calls, EndMemory, EventQueue
 
 logger = get_logger(__name__)
 
@@ -218,22 +220,19 @@ def fold(notes: list[CallNotification]) -> list[CallNotification]:
     return list(last.values())
 
 
-# --- the handler --------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Counts:
-    registered: int = 0
-    removed: int = 0
-    ignored: int = 0
+# --- the rules: what one notification does -----------------------------------------------------
+Outcome = Literal["registered", "removed", "ignored"]
 
 
-def _established(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
-    if ctx.recent_ends.recently_ended(note.call_id, tenant_id, now):
+def established(calls: Calls, memory: EndMemory, note: CallNotification, tenant_id: str, now: datetime) -> Outcome:
+    """Register the call under the token's tenant, unless it ended under that tenant within 24 hours (its end is
+    remembered), or it is registered already (unchanged), or under another tenant (a warning)."""
+    if memory.recently_ended(note.call_id, tenant_id, now):
         logger.info("notification ignored callId=%s reason=ended within 24 hours", safe(note.call_id))
-        counts.ignored += 1
-        return
+        return "ignored"
     try:
-        record, created = registry.register_call(
-            ctx.calls, call_id=note.call_id, tenant_id=tenant_id, default_tenant_id=None, metadata={}, now=now
+        record, created = registry.register(
+            calls, call_id=note.call_id, tenant_id=tenant_id, default_tenant_id=None, metadata={}, now=now
         )
     except Conflict:
         logger.warning(
@@ -241,22 +240,30 @@ def _established(ctx: Context, note: CallNotification, tenant_id: str, now: date
             safe(note.call_id),
             tenant_id,
         )
-        counts.ignored += 1
-        return
-    if created:
-        logger.info("call registered by notification callId=%s tenantId=%s", safe(note.call_id), record.tenant_id)
-        counts.registered += 1
-    else:
-        counts.ignored += 1
+        return "ignored"
+    if not created:
+        return "ignored"
+    logger.info("call registered by notification callId=%s tenantId=%s", safe(note.call_id), record.tenant_id)
+    return "registered"
 
 
-def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datetime, counts: _Counts) -> None:
-    record = ctx.calls.get(note.call_id)
+def terminated(
+    calls: Calls,
+    events: Sequence[EventQueue],
+    memory: EndMemory,
+    note: CallNotification,
+    tenant_id: str,
+    *,
+    default_tenant_id: str | None,
+    now: datetime,
+) -> Outcome:
+    """End a known call of the token's tenant (its stored tenant, else `default_tenant_id`, GRAPH_TENANT_ID) with a
+    `callEnded` event (shared/ending.py); remember the end of an unknown call; ignore any other with a warning."""
+    record = calls.get(note.call_id)
     if record is None:  # an unknown call: no event, but its end is remembered all the same
-        ctx.recent_ends.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
-        counts.ignored += 1
-        return
-    call_tenant = record.tenant_id or ctx.settings.tenant_id  # the tenant the tick keeps it alive under
+        memory.remember(note.call_id, tenant_id=tenant_id, reason=REASON, now=now)
+        return "ignored"
+    call_tenant = record.tenant_id or default_tenant_id  # the tenant the tick keeps it alive under
     if call_tenant is None:  # no tenant to compare with: a token of any tenant could end it, so none does
         logger.warning(
             "notification ignored callId=%s tenantId=%s reason=the call has no tenant and GRAPH_TENANT_ID is not "
@@ -264,8 +271,7 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
             safe(note.call_id),
             tenant_id,
         )
-        counts.ignored += 1
-        return
+        return "ignored"
     if call_tenant != tenant_id:
         logger.warning(
             "notification ignored callId=%s tenantId=%s callTenantId=%s reason=terminated by another tenant",
@@ -273,18 +279,17 @@ def _terminated(ctx: Context, note: CallNotification, tenant_id: str, now: datet
             tenant_id,
             call_tenant,
         )
-        counts.ignored += 1
-        return
+        return "ignored"
     event = call_ended_event(
         record, tenant_id=tenant_id, detected_at=now, reason=REASON, graph=graph_result(note.result_info)
     )
-    if end_call(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, record, event, now):
-        logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
-        counts.removed += 1
-    else:
-        counts.ignored += 1
+    if not end_call(calls, events, memory, record, event, now):
+        return "ignored"
+    logger.info("call removed by notification callId=%s tenantId=%s", safe(note.call_id), tenant_id)
+    return "removed"
 
 
+# --- the handler --------------------------------------------------------------------------------
 @handler
 def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = validate_token(bearer_token(req), audience=ctx.settings.client_id, keys=ctx.notification_keys())
@@ -294,28 +299,38 @@ def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
         raise InvalidRequest("the body must be an object whose value is a list of notifications")
     if len(items) > MAX_ITEMS:
         raise InvalidRequest(f"value must hold at most {MAX_ITEMS} notifications (got {len(items)})")
-    counts = _Counts()
+    counts: Counter[Outcome] = Counter()
     notes = []
     for item in items:
         note = parse_item(item)
         if note is None:
-            counts.ignored += 1
+            counts["ignored"] += 1
         else:
             notes.append(note)
     folded = fold(notes)
-    counts.ignored += len(notes) - len(folded)
+    counts["ignored"] += len(notes) - len(folded)
     for note in folded:
         now = ctx.now()
         if note.event == "established":
-            _established(ctx, note, tenant_id, now, counts)
+            counts[established(ctx.calls, ctx.recent_ends, note, tenant_id, now)] += 1
         else:
-            _terminated(ctx, note, tenant_id, now, counts)
+            counts[
+                terminated(
+                    ctx.calls,
+                    ctx.event_queues,
+                    ctx.recent_ends,
+                    note,
+                    tenant_id,
+                    default_tenant_id=ctx.settings.tenant_id,
+                    now=now,
+                )
+            ] += 1
     logger.info(
         "notifications processed tenantId=%s items=%d registered=%d removed=%d ignored=%d",
         tenant_id,
         len(items),
-        counts.registered,
-        counts.removed,
-        counts.ignored,
+        counts["registered"],
+        counts["removed"],
+        counts["ignored"],
     )
-    return json_response({"registered": counts.registered, "removed": counts.removed, "ignored": counts.ignored}, 202)
+    return json_response({name: counts[name] for name in ("registered", "removed", "ignored")}, 202)

@@ -1,5 +1,12 @@
 """Registering and unregistering calls: the rules of `POST` and `DELETE /api/calls`, for the API, notifications
-and the command line."""
+and the command line.
+
+    register(calls, ...)             201 or 200: a new call is stored; one registered already is returned unchanged
+                                     (its first registration wins), unless another tenant is named: 409
+    register_explicitly(calls, memory, ...)  the bot's (`POST /api/calls`) or an operator's (`calls add`): the memory
+                                     of the call's end is cleared first, so a late `established` may register it again
+    unregister(calls, call_id)       no event, the memory untouched; 404 when there is no such call
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from shared.context import Context
 from shared.errors import CallNotFound, Conflict
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
-from shared.storage import CallStore
+from shared.storage import Calls, EndMemory
 
 logger = get_logger(__name__)
 
@@ -22,8 +28,8 @@ NO_TENANT = (
 )
 
 
-def register_call(
-    calls: CallStore,
+def register(
+    calls: Calls,
     *,
     call_id: str,
     tenant_id: str | None,
@@ -57,20 +63,22 @@ def register_call(
 
 
 def register_explicitly(
-    ctx: Context, *, call_id: str, tenant_id: str | None, metadata: Mapping[str, str]
+    calls: Calls,
+    memory: EndMemory,
+    *,
+    call_id: str,
+    tenant_id: str | None,
+    default_tenant_id: str | None,
+    metadata: Mapping[str, str],
+    now: datetime,
 ) -> tuple[CallRecord, bool]:
     """A registration by the bot (`POST /api/calls`) or an operator (`calls add`).
 
     Unlike a notification's, it clears the 24-hour memory of the call's end first.
     """
-    ctx.recent_ends.forget(call_id, ctx.now())
-    record, created = register_call(
-        ctx.calls,
-        call_id=call_id,
-        tenant_id=tenant_id,
-        default_tenant_id=ctx.settings.tenant_id,
-        metadata=metadata,
-        now=ctx.now(),
+    memory.forget(call_id, now)
+    record, created = register(
+        calls, call_id=call_id, tenant_id=tenant_id, default_tenant_id=default_tenant_id, metadata=metadata, now=now
     )
     if created:
         logger.info("call registered callId=%s tenantId=%s", safe(call_id), record.tenant_id)
@@ -79,10 +87,10 @@ def register_explicitly(
     return record, created
 
 
-def unregister(ctx: Context, call_id: str) -> None:
+def unregister(calls: Calls, call_id: str) -> None:
     """Remove a call (`DELETE /api/calls/{callId}`, `calls remove`): no `callEnded` event, the memory of ends
     untouched. `CallNotFound` when no call is registered with that callId (or it went meanwhile)."""
-    record = ctx.calls.get(call_id)
-    if record is None or not ctx.calls.delete(record):
+    record = calls.get(call_id)
+    if record is None or not calls.delete(record):
         raise CallNotFound("no call is registered with that callId")
     logger.info("call removed callId=%s", safe(call_id))

@@ -34,6 +34,7 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}\Z")
 _QUEUE_NAME_RE = re.compile(r"^(?=.{3,63}\Z)[a-z0-9]+(-[a-z0-9]+)*\Z")
 _EVENTS_QUEUE_NAME_RE = re.compile(r"^(?=.{3,56}\Z)[a-z0-9]+(-[a-z0-9]+)*\Z")  # `<name>-poison` is a queue name too
+POISON_SUFFIX = "-poison"  # the host's name for a queue's poison queue
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -142,6 +143,11 @@ class Settings:
     def ended_table_name(self) -> str:
         """Table remembering ended calls for 24 hours: the calls table's name + 'ended' (within 63 characters)."""
         return self.calls_table_name[:58] + "ended"
+
+    @property
+    def events_poison_queue_name(self) -> str:
+        """Where the host (and the call-events function) puts what cannot be published: `<name>-poison`."""
+        return self.events_queue_name + POISON_SUFFIX
 
     @property
     def token_exchange_audience(self) -> str:

@@ -35,7 +35,6 @@ from shared.telemetry import call_fields
 logger = get_logger(__name__)
 
 NO_TENANT = "no tenant: register the call with tenantId or set GRAPH_TENANT_ID"
-PAGE_SIZE = 1000  # calls per page read (Table Storage's most)
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +23,8 @@ from shared.graph import KeepAliveResult
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
 from shared.settings import Settings
-from shared.storage import MAX_OPERATIONS, CallEventsQueue, CallStore, CleanupQueue, NotSaved, RecentEnds
-from shared.sweep import PAGE_SIZE, Unsaved
+from shared.storage import BATCH_SIZE, PAGE_SIZE, Calls, EndMemory, EventQueue, NotSaved
+from shared.sweep import Unsaved
 
 logger = get_logger(__name__)
 
@@ -54,31 +54,28 @@ class BatchWriter:
       worker whose outcome filled it; all buffers are written when together they hold more than `max_buffered`
       (two pages), and at `flush` (then `FLUSH_THREADS` at a time). Memory is bounded whatever the table's size,
       and a slow table slows the workers that write, not the memory.
-    - Each replace is conditional on the ETag the call was read with. A transaction refused because a
-      call changed or was deleted meanwhile is written again one call at a time (`CallStore.update`),
-      so a deleted call stays deleted and a changed one is updated on a fresh read.
+    - Each replace is conditional on the ETag the call was read with (`Calls.update_all`): a call deleted
+      meanwhile stays deleted, and one changed meanwhile is updated on a fresh read.
     - An outcome that cannot be saved (storage would refuse it, or refused it alone) costs only its own call:
-      `CallStore.update_all` writes the others, and `flush` counts each call by its own outcome (`Unsaved`).
+      `Calls.update_all` writes the others, and `flush` counts each call by its own outcome (`Unsaved`).
     - The 404 path is not buffered: `ending.end_call` (events, memory, delete) runs at once.
     """
 
     def __init__(
         self,
-        calls: CallStore,
-        cleanup: CleanupQueue,
-        call_events: CallEventsQueue | None,
-        recent_ends: RecentEnds,
+        calls: Calls,
+        events: Sequence[EventQueue],
+        memory: EndMemory,
         now: Callable[[], datetime],
         *,
-        batch_size: int = MAX_OPERATIONS,
+        batch_size: int = BATCH_SIZE,
         max_buffered: int = 2 * PAGE_SIZE,
     ) -> None:
         self._calls = calls
-        self._cleanup = cleanup
-        self._call_events = call_events
-        self._recent_ends = recent_ends
+        self._events = tuple(events)
+        self._memory = memory
         self._now = now
-        self._batch_size = max(1, min(batch_size, MAX_OPERATIONS))
+        self._batch_size = max(1, min(batch_size, BATCH_SIZE))
         self._max_buffered = max_buffered
         self._lock = threading.Lock()
         self._buffers: dict[str, list[_Pending]] = {}
@@ -94,7 +91,7 @@ class BatchWriter:
         return self._buffer(_Pending(record, change, change(record), False))
 
     def end(self, record: CallRecord, event: dict[str, Any]) -> None:
-        end_call(self._calls, self._cleanup, self._call_events, self._recent_ends, record, event, self._now())
+        end_call(self._calls, self._events, self._memory, record, event, self._now())
 
     def flush(self) -> Unsaved:
         with self._lock:

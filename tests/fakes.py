@@ -244,7 +244,7 @@ class FakeWriter:
 
 
 class FakeCalls:
-    """The calls table (`CallStore`) as far as a unit test uses it: `update_all` records each batch and fails
+    """The calls table (`CallsTable`) as far as a unit test uses it: `update_all` records each batch and fails
     them all with `fail=True`; `list_page` records what it was asked and answers `page`, then `next_token`."""
 
     def __init__(

@@ -19,11 +19,11 @@ from shared.errors import CallNotFound, InvalidMetadata, TickInterrupted, UsageE
 from shared.keepalive import check_settings, run_tick  # the timer's engine
 from shared.logsafe import get_logger
 from shared.models import validate_call_id, validate_metadata, validate_tenant_id
+from shared.storage import PAGE_SIZE
 from shared.summary import TickSummary
 
 logger = get_logger("shared.cli")
 
-PAGE_SIZE = 1000
 Command = Callable[[Context, argparse.Namespace, Output, Console], int]
 
 
@@ -83,7 +83,15 @@ def calls_add(ctx: Context, args: argparse.Namespace, out: Output, errors: Conso
     call_id = validate_call_id(args.call_id)
     tenant_id = validate_tenant_id(args.tenant)
     metadata = parse_metadata(args.metadata)
-    record, created = registry.register_explicitly(ctx, call_id=call_id, tenant_id=tenant_id, metadata=metadata)
+    record, created = registry.register_explicitly(
+        ctx.calls,
+        ctx.recent_ends,
+        call_id=call_id,
+        tenant_id=tenant_id,
+        default_tenant_id=ctx.settings.tenant_id,
+        metadata=metadata,
+        now=ctx.now(),
+    )
     if out.as_json:  # the record the API answers, and whether it was created (the API's 201 rather than 200)
         out.json({**record.to_json(), "created": created})
     else:
@@ -97,7 +105,7 @@ def calls_add(ctx: Context, args: argparse.Namespace, out: Output, errors: Conso
 def calls_remove(ctx: Context, args: argparse.Namespace, out: Output, errors: Console) -> int:
     call_id = validate_call_id(args.call_id)
     try:
-        registry.unregister(ctx, call_id)
+        registry.unregister(ctx.calls, call_id)
     except CallNotFound:
         raise CallNotFound(f"no call is registered with callId {call_id!r}") from None
     if not out.as_json:  # the API answers 204 with no body: --json prints nothing

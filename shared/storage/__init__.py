@@ -1,26 +1,59 @@
-"""Storage: the app's tables and queues behind one face (the private modules beside this one hold the code)."""
+"""Storage: the app's tables and queues on Azure, behind small Protocols (the engine's side of the seam).
 
-from shared.storage._calls import CallStore, NotSaved
-from shared.storage._clients import RequestHook, Storage, storage_errors
-from shared.storage._ends import RecentEnds, ended_entity, purge_budget, purge_quietly
+    _base.py       the seam: Calls, EventQueue, EndMemory, WorkQueue (and Stores, which bundles them);
+                   PAGE_SIZE and BATCH_SIZE, the sizes Table Storage sets
+    _calls.py      CallsTable: the calls table (conditional writes, pages, counts, the API's pages)
+    _rows.py       rows read tolerantly: one the app cannot read is skipped, logged and counted
+    _tablewire.py  the sweep's page reads and transactions on the table client's pipeline; the write check
+    _ends.py       RecentEnds: the 24-hour memory of ended calls, and its purge
+    _queues.py     CleanupQueue, CallEventsQueue, KeepaliveWorkQueue, PoisonQueue
+    _clients.py    Storage: the table and queue clients from AzureWebJobsStorage; storage_errors, the boundary
+    _faults.py     a storage fault sorted: outage, refused identity (role named), TLS, bad setting
+
+Nothing outside this package imports its private modules (tests/unit/test_layers.py holds that); tests/fakes.py
+implements the same Protocols in memory, and tests/contract/ runs one suite against both.
+"""
+
+from shared.storage._base import (
+    BATCH_SIZE,
+    PAGE_SIZE,
+    Calls,
+    Change,
+    EndMemory,
+    EventQueue,
+    NotSaved,
+    Purged,
+    Stores,
+    WorkQueue,
+)
+from shared.storage._calls import CallsTable
+from shared.storage._clients import RequestHook, Storage
+from shared.storage._ends import ENDED_MEMORY, RecentEnds, ended_entity
 from shared.storage._faults import redact_sas_text
-from shared.storage._queues import CallEventsQueue, CleanupQueue
+from shared.storage._queues import CallEventsQueue, CleanupQueue, KeepaliveWorkQueue, PoisonQueue
 from shared.storage._rows import SkippedRows
-from shared.storage._tablewire import MAX_OPERATIONS
 
 __all__ = [
-    "MAX_OPERATIONS",
+    "BATCH_SIZE",
+    "ENDED_MEMORY",
+    "PAGE_SIZE",
     "CallEventsQueue",
-    "CallStore",
+    "Calls",
+    "CallsTable",
+    "Change",
     "CleanupQueue",
+    "EndMemory",
+    "EventQueue",
+    "KeepaliveWorkQueue",
     "NotSaved",
+    "PoisonQueue",
+    "Purged",
     "RecentEnds",
     "RequestHook",
     "SkippedRows",
     "Storage",
+    "Stores",
+    "WorkQueue",
     "ended_entity",
-    "purge_budget",
-    "purge_quietly",
     "redact_sas_text",
-    "storage_errors",
 ]

@@ -1,16 +1,16 @@
-"""The calls table: registration, lookup, paging, counting, and the tick's conditional writes.
+"""The calls table on Azure Table Storage (`CallsTable`, the `Calls` of shared/storage/_base.py): registration,
+lookup, paging, counting, and the tick's conditional writes.
 
 A callId only ever reaches the table as a key derived from its hash (see `models.call_keys`), never inside a
-filter string. Rows the app cannot read are skipped (shared/rows.py). Listing pages travel to the caller as
-continuation tokens that name an app key (any other token is refused).
+filter string. Rows the app cannot read are skipped (`_rows`). Listing pages travel to the caller as
+continuation tokens that name an app key (shared/paging.py; any other token is refused).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from itertools import chain, islice
 from typing import Any
 
@@ -18,13 +18,15 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.errors import InvalidRequest, StorageUnavailable, TransactionFailed, UnstorableEntity
+from shared.errors import StorageUnavailable, TransactionFailed, UnstorableEntity
 from shared.loglimit import failure_level
 from shared.logsafe import get_logger, safe
-from shared.models import PARTITIONS, CallRecord, call_keys
+from shared.models import CallRecord, call_keys
+from shared.paging import decode_token, encode_token, first_key_at_or_after
+from shared.storage._base import BATCH_SIZE, PAGE_SIZE, Change, NotSaved
 from shared.storage._clients import Storage, storage_errors
 from shared.storage._rows import SkippedRows, count_rows, read_rows
-from shared.storage._tablewire import MAX_OPERATIONS, query_pages, replace_all, sdk_entity, wire_entity
+from shared.storage._tablewire import query_pages, replace_all, sdk_entity, wire_entity
 
 logger = get_logger(__name__)
 
@@ -34,76 +36,7 @@ _RECORD_PROPERTIES = (
 )  # fmt: skip
 
 
-# --- continuation tokens ------------------------------------------------------------------------
-# A token names where the next page starts as a key the app itself writes: `PP-<RowKey>`, a partition
-# `00`..`63` and 64 lowercase hex digits (docs/architecture.md, "The calls table"). Anything else is a
-# token the API could not have issued: `400 invalidRequest`. The service's own continuation values are
-# opaque and never reach the caller. A token is not a secret and carries no checksum: it only ever names
-# a position among rows that the function key already lists (docs/architecture.md, "Listing pages").
-MAX_PAGE = 1000  # Table Storage's most rows in one answer
-MAX_TOKEN_CHARS = 1024  # the contract's limit; an issued token has 67
-_TOKEN = re.compile(r"([0-9]{2})-([0-9a-f]{64})\Z")
-_HEX = "0123456789abcdef"
-_KEY_LENGTH = 64
-_PARTITION_KEYS = tuple(f"{index:02d}" for index in range(PARTITIONS))
-_NOT_ISSUED = "continuationToken is not one this API issued"
-
-
-def encode_token(key: tuple[str, str]) -> str:
-    """The token of the page that starts at `key` (an app key: see `first_key_at_or_after`)."""
-    return f"{key[0]}-{key[1]}"
-
-
-def decode_token(value: str) -> tuple[str, str]:
-    """(PartitionKey, RowKey) where the page starts; `InvalidRequest` for a token the API could not have issued."""
-    match = _TOKEN.match(value) if len(value) <= MAX_TOKEN_CHARS else None
-    if match is None or match[1] not in _PARTITION_KEYS:
-        raise InvalidRequest(_NOT_ISSUED)
-    return match[1], match[2]
-
-
-def first_key_at_or_after(partition_key: str, row_key: str) -> tuple[str, str] | None:
-    """The least key the app could write that sorts at or after (`partition_key`, `row_key`), or None.
-
-    The next page starts at the row after the last one shown; when that row's keys are not the app's (a row
-    of another program), every row before the least app key at or after it is unreadable anyway.
-    """
-    for partition in _PARTITION_KEYS:
-        if partition > partition_key:
-            return partition, "0" * _KEY_LENGTH
-        if partition == partition_key and (row := _first_row_key_at_or_after(row_key)) is not None:
-            return partition, row
-    return None
-
-
-def _first_row_key_at_or_after(value: str) -> str | None:
-    """The least string of 64 lowercase hex digits that sorts at or after `value` (ordinal order), or None."""
-    head = 0
-    while head < min(len(value), _KEY_LENGTH) and value[head] in _HEX:
-        head += 1
-    if head == len(value):  # all hex, 64 digits or fewer: padded with zeros it sorts at or after itself
-        return value + "0" * (_KEY_LENGTH - head)
-    if head < _KEY_LENGTH:  # value[head] is no hex digit: the least digit above it, else carry to the left
-        above = next((digit for digit in _HEX if digit > value[head]), None)
-        if above is not None:
-            return value[:head] + above + "0" * (_KEY_LENGTH - head - 1)
-    for index in range(head - 1, -1, -1):  # the least key above every string that starts with value[:head]
-        if value[index] != "f":
-            return value[:index] + _HEX[_HEX.index(value[index]) + 1] + "0" * (_KEY_LENGTH - index - 1)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class NotSaved:
-    """An outcome `update_all` could not write: the call keeps what the table held. `outage`: storage was
-    unavailable (the rest of a one-by-one fallback is not tried); else storage (or the check before it) refused
-    this entity alone."""
-
-    reason: str
-    outage: bool = False
-
-
-class CallStore:
+class CallsTable:
     """The calls table: registration, lookup, paging, and the tick's conditional writes.
 
     Every entity written passes `tablewire.wire_entity`'s check of what Table Storage takes first.
@@ -152,9 +85,7 @@ class CallStore:
                     current = self.get(record.call_id)
         return False
 
-    def update(
-        self, record: CallRecord, change: Callable[[CallRecord], CallRecord], *, done: CallRecord | None = None
-    ) -> CallRecord | None:
+    def update(self, record: CallRecord, change: Change, *, done: CallRecord | None = None) -> CallRecord | None:
         """Apply `change` to the stored call with an ETag condition, never re-creating a deleted call.
 
         Returns the stored record, or None when the call (this registration of it) is gone. `done`: the
@@ -189,7 +120,7 @@ class CallStore:
         it): the extra row, if any, is where the next page starts.
         """
         start = decode_token(continuation_token) if continuation_token else None
-        size = min(MAX_PAGE, top + 1)
+        size = min(PAGE_SIZE, top + 1)
         with storage_errors("list"):
             table = self._storage.table()
             if start is None:
@@ -211,7 +142,7 @@ class CallStore:
 
     def update_all(
         self,
-        changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
+        changes: Sequence[tuple[CallRecord, Change]],
         changed: Sequence[CallRecord],
     ) -> list[CallRecord | None | NotSaved]:
         """`update` for calls of one partition (at most 100) at once: one entity group transaction.
@@ -225,8 +156,8 @@ class CallStore:
         to its record already (computed once by the caller). Returns, in order, the stored record, None when
         the call is gone, or `NotSaved`. Raises when the transaction itself meets storage unavailable.
         """
-        if len(changes) > MAX_OPERATIONS or len({record.keys[0] for record, _ in changes}) > 1:
-            raise ValueError(f"update_all takes at most {MAX_OPERATIONS} calls of one partition")
+        if len(changes) > BATCH_SIZE or len({record.keys[0] for record, _ in changes}) > 1:
+            raise ValueError(f"update_all takes at most {BATCH_SIZE} calls of one partition")
         results: list[CallRecord | None | NotSaved] = [None] * len(changes)
         joined: list[int] = []  # the outcomes that passed the check, in order
         writes: list[tuple[dict[str, Any], str]] = []
@@ -270,7 +201,7 @@ class CallStore:
 
     def _one_by_one(
         self,
-        changes: Sequence[tuple[CallRecord, Callable[[CallRecord], CallRecord]]],
+        changes: Sequence[tuple[CallRecord, Change]],
         changed: Sequence[CallRecord],
         indexes: list[int],
         results: list[CallRecord | None | NotSaved],
@@ -309,7 +240,7 @@ class CallStore:
         )
         return NotSaved(reason)
 
-    def pages(self, page_size: int = 1000, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
+    def pages(self, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
         """Every call, one page at a time: memory holds one page, not the table. Unreadable rows are
         left out, logged and counted in `skipped` (see `shared.rows`)."""
         with storage_errors("list"):
@@ -317,7 +248,7 @@ class CallStore:
         yield from self._records(pager, skipped)
 
     def partition_pages(
-        self, partition: str, page_size: int = 1000, skipped: SkippedRows | None = None
+        self, partition: str, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None
     ) -> Iterator[list[CallRecord]]:
         """The calls of one partition (`00`..`63`), one page at a time (unreadable rows as in `pages`)."""
         with storage_errors("list"):

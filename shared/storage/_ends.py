@@ -14,10 +14,9 @@ A lookup reads at most two rows (today's and yesterday's partition). `purge` rem
 24 hours (whole partitions before yesterday, whose layout of earlier versions, `00`..`63`, sorts before `d`
 and goes the same way, and yesterday's expired rows) with one key-range query followed page by page (up to
 1,000 keys a page), each page deleted in transactions of up to 100 rows, until nothing expired is left or
-its time budget is spent (`purge_budget`: a fifth of the schedule's interval, at most 120 s; the clock is
-injected). When the budget stops it while the query still has a continuation token, ends are left:
-`purge_quietly` (the timer, after its sweep or fan-out) logs a WARNING and the next invocation goes on.
-No extra scan counts them.
+its time budget is spent (the timer's: a fifth of the schedule's interval, at most 120 s, shared/keepalive.py;
+the clock is injected). When the budget stops it while the query still has a continuation token, ends are left
+(`Purged.left`): the timer logs a WARNING and the next invocation goes on. No extra scan counts them.
 """
 
 from __future__ import annotations
@@ -26,44 +25,22 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.errors import KeepAliveError
-from shared.logsafe import get_logger
+from shared.storage._base import BATCH_SIZE, PAGE_SIZE, Purged
 from shared.storage._clients import Storage, storage_errors
 
-logger = get_logger(__name__)
-
 ENDED_MEMORY = timedelta(hours=24)
-PURGE_BATCH = 100  # Table Storage's most operations in one entity group transaction
-PURGE_PAGE = 1000  # keys per query page: Table Storage's most
-PURGE_BUDGET_SECONDS = 120.0  # the most a timer invocation's purge takes (docs/reliability.md: what it keeps up with)
-PURGE_SHARE = 0.2  # and at most this share of the schedule's interval, so a short schedule gets a short purge
+PURGE_BUDGET_SECONDS = 120.0  # the most a purge takes unless told otherwise (the timer's: shared/keepalive.py)
 _KEYS = ["PartitionKey", "RowKey"]
 # Expired: every partition before yesterday's (the day of the cutoff), and yesterday's rows older than the cutoff.
 # One key range (`PartitionKey le @day`), so the purge follows one continuation token. The spaces inside the
 # parentheses matter: azure-data-tables finds `@name` parameters by splitting the filter on spaces.
 _EXPIRED = "PartitionKey le @day and ( PartitionKey lt @day or EndedAt lt @cutoff )"
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    """What one purge did: rows removed, whether it stopped at its budget with ends left, and how long it took."""
-
-    removed: int
-    left: bool
-    seconds: float
-
-
-def purge_budget(interval: float | None) -> float:
-    """A timer invocation's purge budget: a fifth of the schedule's interval, at most 2 minutes (120 s at the
-    default 10 minutes; the schedule unreadable: 120 s)."""
-    return PURGE_BUDGET_SECONDS if interval is None else min(PURGE_BUDGET_SECONDS, interval * PURGE_SHARE)
 
 
 def _day(moment: datetime) -> str:
@@ -92,7 +69,7 @@ def _prefix_range(call_id: str) -> tuple[str, str]:
 
 
 class RecentEnds:
-    """Ends remembered for `ENDED_MEMORY` per (tenant, callId), in their own table."""
+    """Ends remembered for `ENDED_MEMORY` per (tenant, callId), in their own table (the `EndMemory` of Azure)."""
 
     def __init__(self, storage: Storage, table_name: str) -> None:
         self._storage = storage
@@ -148,7 +125,7 @@ class RecentEnds:
         removed = 0
         with storage_errors("purge ended calls"):
             pages = table.query_entities(
-                _EXPIRED, parameters={"day": _day(cutoff), "cutoff": cutoff}, select=_KEYS, results_per_page=PURGE_PAGE
+                _EXPIRED, parameters={"day": _day(cutoff), "cutoff": cutoff}, select=_KEYS, results_per_page=PAGE_SIZE
             ).by_page()
             for page in pages:
                 removed += _delete(table, list(page))
@@ -165,8 +142,8 @@ def _delete(table: TableClient, rows: Sequence[Any]) -> int:
         by_partition[row["PartitionKey"]].append(row)
     for partition_rows in by_partition.values():
         keys = [{"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]} for row in partition_rows]
-        for start in range(0, len(keys), PURGE_BATCH):
-            batch = keys[start : start + PURGE_BATCH]
+        for start in range(0, len(keys), BATCH_SIZE):
+            batch = keys[start : start + BATCH_SIZE]
             with storage_errors("purge ended calls"):
                 try:
                     table.submit_transaction([("delete", key) for key in batch])
@@ -174,33 +151,3 @@ def _delete(table: TableClient, rows: Sequence[Any]) -> int:
                     for key in batch:
                         table.delete_entity(key["PartitionKey"], key["RowKey"])
     return len(rows)
-
-
-def purge_quietly(
-    recent_ends: RecentEnds,
-    now: Callable[[], datetime],
-    *,
-    budget: float = PURGE_BUDGET_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
-) -> Purged | None:
-    """The timer's purge, after its sweep or fan-out: logged, never failing the invocation.
-
-    A WARNING when the budget ran out with ends left (the next invocation goes on); None when storage failed.
-    """
-    try:
-        purged = recent_ends.purge(now(), budget=budget, clock=clock)
-    except KeepAliveError as error:
-        logger.warning("ended calls not purged error=%s; the next timer invocation tries again", type(error).__name__)
-        return None
-    if purged.left:
-        logger.warning(
-            "ended calls left to purge removed=%d seconds=%.1f budgetSeconds=%g: the purge stopped at its time "
-            "budget and the next timer invocation goes on; if this repeats, ends arrive faster than the purge "
-            "removes them (docs/reliability.md)",
-            purged.removed,
-            purged.seconds,
-            budget,
-        )
-    elif purged.removed:
-        logger.info("ended calls purged removed=%d seconds=%.1f", purged.removed, purged.seconds)
-    return purged

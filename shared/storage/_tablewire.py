@@ -44,9 +44,8 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 
 from shared.errors import TransactionFailed, UnstorableEntity
 from shared.models import EARLIEST, LATEST
+from shared.storage._base import BATCH_SIZE, PAGE_SIZE
 
-MAX_OPERATIONS = 100  # Table Storage's limit for one entity group transaction
-MAX_PAGE = 1000  # Table Storage's most entities per query answer
 LOST_ANSWER_RETRIES = 2  # a transaction whose answer was lost is sent again this many times at most
 _PARAMETER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _STATUS = re.compile(rb"(?:^|\r\n)HTTP/1\.1 (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n", re.DOTALL)
@@ -88,7 +87,7 @@ def query_pages(
     query_filter: str | None = None,
     parameters: Mapping[str, str] | None = None,
     select: Sequence[str] | None = None,
-    page_size: int = MAX_PAGE,
+    page_size: int = PAGE_SIZE,
 ) -> Iterator[list[WireEntity]]:
     """The entities of `table` (matching `query_filter`, values bound from `parameters`), a page at a time.
 
@@ -99,7 +98,7 @@ def query_pages(
     if generated is None:
         yield from _query_pages_with_sdk(table, query_filter, parameters, select, page_size)
         return
-    query: dict[str, str] = {"$top": str(min(max(1, page_size), MAX_PAGE))}
+    query: dict[str, str] = {"$top": str(min(max(1, page_size), PAGE_SIZE))}
     if query_filter is not None:
         query["$filter"] = bind(query_filter, parameters or {})
     if select:
@@ -284,14 +283,14 @@ def replace_all(table: TableClient, changes: Sequence[tuple[Mapping[str, Any], s
     """Replace every entity if its ETag still matches, all or none; returns the new ETags in order.
 
     Each entity is Table Storage's JSON of it, as `wire_entity` makes it (checked, so storage takes it). All
-    entities belong to one partition, at most `MAX_OPERATIONS` of them. Raises `TransactionFailed` when
+    entities belong to one partition, at most `BATCH_SIZE` of them. Raises `TransactionFailed` when
     the changeset is refused, `HttpResponseError` when the request itself fails (the caller's storage error
     boundary sorts those out), and the pipeline's own errors when the service cannot be reached.
     """
     if not changes:
         return []
-    if len(changes) > MAX_OPERATIONS or len({entity["PartitionKey"] for entity, _ in changes}) != 1:
-        raise ValueError(f"a transaction holds 1 to {MAX_OPERATIONS} entities of one partition")
+    if len(changes) > BATCH_SIZE or len({entity["PartitionKey"] for entity, _ in changes}) != 1:
+        raise ValueError(f"a transaction holds 1 to {BATCH_SIZE} entities of one partition")
     generated = _pipeline(table)
     if generated is None:
         return _replace_all_with_sdk(table, changes)

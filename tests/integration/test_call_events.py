@@ -19,6 +19,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
+from shared import registry
 from shared import topic as topic_module
 from shared.call_events import poison_queue_name, resend_poisoned
 from shared.context import Context
@@ -26,7 +27,6 @@ from shared.errors import SettingsError, TopicUnavailable
 from shared.events import call_ended_event, event_text
 from shared.keepalive import run_tick
 from shared.models import CallRecord, utc_now
-from shared.registry import register_call
 from tests.conftest import ContextFactory
 from tests.fakes import FailingSeam, FakeTokenCredential, RequestCounter
 from tests.host import FunctionHost
@@ -78,7 +78,7 @@ def an_event(call_id: str = ODD_CALL_ID) -> dict[str, Any]:
 
 def register(ctx: Context, *call_ids: str) -> None:
     for call_id in call_ids:
-        register_call(ctx.calls, call_id=call_id, tenant_id=None, default_tenant_id=ctx.settings.tenant_id,
+        registry.register(ctx.calls, call_id=call_id, tenant_id=None, default_tenant_id=ctx.settings.tenant_id,
                       metadata={}, now=ctx.now())  # fmt: skip
 
 
@@ -189,7 +189,7 @@ def test_a_terminated_notification_with_a_bad_events_queue_answers_503_naming_it
 
     event = call_ended_event(record, tenant_id=standins.tenant, detected_at=ctx.now(), reason="x", graph={})
     with pytest.raises(StorageMisconfigured, match="CALL_EVENTS_QUEUE_NAME"):
-        end_call(ctx.calls, ctx.cleanup, ctx.call_events, ctx.recent_ends, record, event, ctx.now())
+        end_call(ctx.calls, ctx.event_queues, ctx.recent_ends, record, event, ctx.now())
     assert ctx.calls.get("gone") is not None
     with pytest.raises(SettingsError, match="CALL_EVENTS_QUEUE_NAME"):
         run_tick(ctx)  # the tick does not run either: it would end calls

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 from azure.storage.queue import QueueClient
 
+from shared import registry
 from shared.models import utc_now
-from shared.registry import register_call
 from tests.azurite import decode_event
 from tests.integration.cli_harness import OTHER_TENANT, RECORD_FIELDS, App
 from tests.standins.server import Reply
@@ -120,7 +120,7 @@ def test_bad_usage_and_bad_settings_exit_2_naming_the_problem(app):
 def test_tick_sweeps_every_call_and_exits_1_when_one_failed(app, standins):
     ctx = app.context()
     for call_id in ("ok-1", "ok-2", "ended-1", "flaky-1"):
-        register_call(
+        registry.register(
             ctx.calls, call_id=call_id, tenant_id=None, default_tenant_id=standins.tenant, metadata={}, now=utc_now()
         )
     standins.graph.script("ended-1", 404)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from shared import registry
 from shared.models import utc_now
-from shared.registry import register_call
 from tests.integration.cli_harness import App
 from tests.standins.fixtures import Standins
 
@@ -26,7 +26,7 @@ def test_a_folder_that_routes_a_secret_of_the_environment_is_refused_and_nothing
 ) -> None:
     secret = standins.client_secret
     app = make_cli(GRAPH_CLIENT_SECRET=None)  # the file: GRAPH_AUTHORITY_HOST, GRAPH_BASE_URL, REQUESTS_CA_BUNDLE
-    register_call(app.context().calls, call_id="c0", tenant_id=None, default_tenant_id=standins.tenant,
+    registry.register(app.context().calls, call_id="c0", tenant_id=None, default_tenant_id=standins.tenant,
                   metadata={}, now=utc_now())  # fmt: skip  # a call to keep alive: a tick would need a token
 
     for args in (("tick",), ("--json", "calls", "list"), ("calls", "add", "c1")):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
+from shared import registry
 from shared.models import utc_now
-from shared.registry import register_call
 from tests.integration.cli_harness import ROOT, App
 from tests.standins.server import Reply
 
@@ -84,7 +84,7 @@ def test_calls_list_fits_80_columns_and_wide_shows_every_field_whole(app, standi
     ctx = app.context()
     long_id = "19:meeting_" + "N2Q4ZjE0YjQtNmE5Yi00ZGI0LWI3YmQtYzg0ZWNkNjBhMDQ5" * 3 + "@thread.v2"
     for call_id in (long_id, "short-1"):
-        register_call(
+        registry.register(
             ctx.calls, call_id=call_id, tenant_id=None, default_tenant_id=standins.tenant, metadata={}, now=utc_now()
         )
     standins.graph.script("short-1", 403)
@@ -140,7 +140,7 @@ def test_ctrl_c_during_a_tick_prints_the_partial_summary_and_exits_130(app, stan
     ctx = app.context()
     calls = [f"slow-{n}" for n in range(6)]
     for call_id in calls:
-        register_call(
+        registry.register(
             ctx.calls, call_id=call_id, tenant_id=None, default_tenant_id=standins.tenant, metadata={}, now=utc_now()
         )
         standins.graph.script(call_id, Reply(200, delay=2.0))

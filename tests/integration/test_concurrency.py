@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared import context as context_module
+from shared import registry
 from shared.context import Context
 from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys
-from shared.registry import register_call
 from shared.summary import TickSummary
 from tests.azurite import drain_events
 from tests.conftest import ContextFactory
@@ -48,7 +48,7 @@ def workers(make_context: ContextFactory) -> Callable[[], Context]:
 def register(ctx: Context, *call_ids: str) -> dict[str, CallRecord]:
     records = {}
     for call_id in call_ids:
-        records[call_id], _ = register_call(
+        records[call_id], _ = registry.register(
             ctx.calls, call_id=call_id, tenant_id=TENANT, default_tenant_id=None, metadata={}, now=ctx.now()
         )
     return records

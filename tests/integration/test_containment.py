@@ -19,7 +19,7 @@ from shared.fanout import WorkRange
 from shared.graph import KeepAliveResult
 from shared.keepalive import run_tick, run_work
 from shared.models import INT32_MAX, MAX_LAST_ERROR, CallRecord, call_keys
-from shared.storage import CallStore, NotSaved
+from shared.storage import CallsTable, NotSaved
 from shared.writers import BatchWriter
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage
@@ -95,11 +95,11 @@ def test_a_counter_at_int32_max_costs_nothing_to_the_rest_of_its_partition(ctx, 
 
 
 # --- item 2: a refused transaction's one-by-one fallback ---------------------------------------------------
-class RefusingSome(CallStore):
+class RefusingSome(CallsTable):
     """The real store, except that the single write of some calls fails: storage refuses one (as it would a value
     too large), and another meets a bug of ours."""
 
-    def __init__(self, calls: CallStore, failures: dict[str, Exception]) -> None:
+    def __init__(self, calls: CallsTable, failures: dict[str, Exception]) -> None:
         super().__init__(calls._storage)
         self.failures = failures
 
@@ -125,7 +125,7 @@ def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_ow
     ctx.storage.table().update_entity({"PartitionKey": partition_key, "RowKey": row_key}, mode=UpdateMode.MERGE)
     # the second and fourth in the batch: the calls after each must still be written
     store = RefusingSome(ctx.calls, {ids[1]: refused_by_storage(), ids[3]: RuntimeError("a bug\nof ours")})
-    writer = BatchWriter(store, ctx.cleanup, ctx.call_events, ctx.recent_ends, ctx.now)
+    writer = BatchWriter(store, ctx.event_queues, ctx.recent_ends, ctx.now)
     now = ctx.now()
 
     writer.succeeded(records[ids[0]], _ok(), now)

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from shared import registry
 from shared.context import Context
 from shared.errors import StorageUnavailable
 from shared.keepalive import run_tick
 from shared.models import CallRecord, call_keys, format_time
-from shared.registry import register_call
 from shared.retry import MAX_RETRIES, RETRY_AFTER_CAP
-from shared.storage import CallStore
+from shared.storage import CallsTable
 from tests import azurite as azurite_module
 from tests.azurite import PrivateAzurite, drain_events
 from tests.conftest import ContextFactory
@@ -71,7 +71,7 @@ def keepalive(make_context: ContextFactory) -> Callable[..., Context]:
 def register(ctx: Context, *call_ids: str, tenant: str | None = TENANT) -> dict[str, CallRecord]:
     records = {}
     for call_id in call_ids:
-        record, created = register_call(
+        record, created = registry.register(
             ctx.calls, call_id=call_id, tenant_id=tenant, default_tenant_id=None, metadata={"n": call_id}, now=ctx.now()
         )
         assert created
@@ -79,7 +79,7 @@ def register(ctx: Context, *call_ids: str, tenant: str | None = TENANT) -> dict[
     return records
 
 
-def records_by_id(source: Context | CallStore) -> dict[str, dict[str, Any]]:
+def records_by_id(source: Context | CallsTable) -> dict[str, dict[str, Any]]:
     """Every stored call as the API shows it, by callId (read through the real store, not a faulty seam)."""
     calls = source.calls if isinstance(source, Context) else source
     while isinstance(calls, FailingSeam | PagesFailingAfter):
@@ -185,7 +185,7 @@ def test_writes_failing_mid_tick_keep_the_calls_and_the_next_tick_records_them(
     def in_bad_partition(changes: Any, *args: Any, **kwargs: Any) -> bool:
         return bool(changes) and changes[0][0].keys[0] in bad_partitions
 
-    # The tick writes outcomes per partition (`CallStore.update_all`): those of the bad partitions fail,
+    # The tick writes outcomes per partition (`CallsTable.update_all`): those of the bad partitions fail,
     # and the first delete after a callEnded event fails too.
     writes = FailingSeam(ctx.calls, "update_all", failures=10**6, when=in_bad_partition)
     deletes = FailingSeam(writes, "delete", failures=1)

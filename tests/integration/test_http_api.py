@@ -14,8 +14,8 @@ from azure.data.tables import TableClient
 
 from shared.context import Context
 from shared.models import CallRecord, call_keys, utc_now
-from shared.storage import CallStore
-from shared.storage._calls import decode_token
+from shared.paging import decode_token
+from shared.storage import CallsTable
 from tests.host import FunctionHost, body_of
 
 pytestmark = pytest.mark.integration
@@ -342,7 +342,7 @@ def test_host_refuses_requests_without_a_function_key_and_unknown_routes(host, c
 
 def test_registration_racing_its_own_deletion_ends_registered(ctx):
     """The store's insert/get loop: a call deleted between a failed insert and the read is registered anew."""
-    calls = CallStore(ctx.storage)
+    calls = CallsTable(ctx.storage)
     record = CallRecord("race", None, utc_now(), str(uuid.uuid4()))
     assert calls.insert(record)
     assert not calls.insert(record)

@@ -20,9 +20,10 @@ import requests
 
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
+from shared.keepalive import purge_quietly
 from shared.notifications import REASON
 from shared.signing_keys import MAX_DOCUMENT_BYTES, NotificationKeys
-from shared.storage import ended_entity, purge_quietly
+from shared.storage import ended_entity
 from tests.integration.test_http_api import assert_error
 from tests.integration.test_notifications import (  # noqa: F401 - `app` is a fixture
     CLIENT_ID,
@@ -167,14 +168,14 @@ def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, capl
     seed_ends(app, 5, app.clock() + timedelta(hours=20), prefix="fresh")
     app.clock.advance(hours=24, seconds=1)
 
-    with caplog.at_level(logging.INFO, logger="shared.storage"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         first = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
     assert first is not None and (first.removed, first.left) == (2000, True)  # two pages of 1,000, then out of time
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "ended calls left to purge removed=2000" in warning and "budgetSeconds=2" in warning
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="shared.storage"):
+    with caplog.at_level(logging.INFO, logger="shared"):
         second = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
     assert second is not None and (second.removed, second.left) == (1000, False)  # the next invocation goes on
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -1,6 +1,6 @@
-"""Containment at every boundary (issue 18, part A), the rules that are pure logic: what is written passes one
-check of what Table Storage takes, `lastError` and the identity provider's code are bounded, a row is readable
-only when registration would accept it, and a callEnded event always fits a queue message."""
+"""Containment at every boundary (issue 18, part A), the rules that are pure logic: `lastError` and the identity
+provider's code are bounded, a row is readable only when registration would accept it, and a callEnded event always
+fits a queue message. (The one check of what Table Storage takes, items 1 and 9: tests/unit/test_tablewire.py.)"""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import base64
 import json
 import logging
 import unicodedata
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
-from azure.data.tables import EdmType, EntityProperty
 
-from shared.errors import TokenError, UnreadableRow, UnstorableEntity
+from shared.errors import TokenError, UnreadableRow
 from shared.events import MAX_EVENT_BYTES, call_ended_event, event_text
 from shared.graph import GraphClient
 from shared.models import (
@@ -26,11 +25,9 @@ from shared.models import (
     MAX_METADATA_BYTES,
     CallRecord,
     call_keys,
-    format_time,
     last_error_text,
 )
 from shared.settings import load_settings
-from shared.storage._tablewire import MAX_ENTITY_BYTES, MAX_STRING_BYTES, sdk_entity, wire_entity, wire_time
 from shared.tokens import CODE_LIMIT, TokenProvider
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -42,73 +39,6 @@ RECORD = CallRecord("c1", TENANT, NOW, REGISTRATION)
 
 def unsafe(text: str) -> list[str]:
     return [ch for ch in text if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Zl", "Zp"}]
-
-
-# --- item 1: writes contained ----------------------------------------------------------------------------
-def test_consecutive_failures_stop_at_int32_max():
-    at_max = CallRecord("c1", TENANT, NOW, REGISTRATION, consecutive_failures=INT32_MAX)
-    assert at_max.with_result(now=NOW, status=503, error="503", ok=False).consecutive_failures == INT32_MAX
-    below = CallRecord("c1", TENANT, NOW, REGISTRATION, consecutive_failures=INT32_MAX - 1)
-    assert below.with_result(now=NOW, status=503, error="503", ok=False).consecutive_failures == INT32_MAX
-    wire_entity(at_max.with_result(now=NOW, status=503, error="503", ok=False).to_entity())  # storage takes it
-
-
-def entity(**changes: Any) -> dict[str, Any]:
-    return {**RECORD.to_entity(), **changes}
-
-
-@pytest.mark.parametrize(
-    ("changes", "named"),
-    [
-        ({"ConsecutiveFailures": INT32_MAX + 1}, "ConsecutiveFailures"),
-        ({"LastStatus": -(2**31) - 1}, "LastStatus"),
-        ({"LastError": "x" * (MAX_STRING_BYTES // 2 + 1)}, "LastError"),
-        ({"Metadata": "😀" * (MAX_STRING_BYTES // 4 + 1)}, "Metadata"),  # two UTF-16 units each
-        ({"LastError": "a\ud800b"}, "LastError"),
-        ({"LastKeepAliveAt": EARLIEST - timedelta(microseconds=1)}, "LastKeepAliveAt"),
-        ({"RegisteredAt": datetime(999, 12, 31, tzinfo=UTC)}, "RegisteredAt"),
-        ({"RegisteredAt": datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2)))}, "RegisteredAt"),
-        ({"Ratio": float("nan")}, "Ratio"),
-        ({"Blob": b"x"}, "Blob"),
-        ({"PartitionKey": "a/b"}, "PartitionKey"),
-        ({"RowKey": "r" * 513}, "RowKey"),
-        ({f"P{i}": "x" * 30_000 for i in range(18)}, "1 MiB"),
-        ({f"P{i}": 1 for i in range(250)}, "252"),
-    ],
-)
-def test_what_table_storage_would_refuse_is_refused_before_it_is_sent(changes, named):
-    with pytest.raises(UnstorableEntity) as refused:
-        wire_entity(entity(**changes))
-    assert named in refused.value.reason
-
-
-def test_values_at_table_storages_limits_are_taken():
-    wire = wire_entity(
-        entity(
-            ConsecutiveFailures=INT32_MAX,
-            LastStatus=999,
-            LastError="x" * (MAX_STRING_BYTES // 2),
-            Metadata="é" * (MAX_STRING_BYTES // 2),
-            RegisteredAt=EARLIEST,
-            LastKeepAliveAt=LATEST,
-        )
-    )
-    assert wire["RegisteredAt"] == "1601-01-01T00:00:00.000000Z"
-    assert wire["LastKeepAliveAt"] == "9999-12-31T23:59:59.999999Z"
-    assert len(json.dumps(wire)) < MAX_ENTITY_BYTES
-
-
-# --- item 9 (part): four-digit years ---------------------------------------------------------------------
-def test_dates_are_always_written_and_shown_with_four_digit_years():
-    assert wire_time("RegisteredAt", datetime(1601, 2, 3, 4, 5, 6, 7, tzinfo=UTC)) == "1601-02-03T04:05:06.000007Z"
-    assert format_time(datetime(999, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)) == "0999-01-02T03:04:05.678Z"
-    assert format_time(datetime(45, 1, 1, tzinfo=UTC)) == "0045-01-01T00:00:00.000Z"
-    # the SDK's own writes get the same text (the SDK would pass a datetime through strftime)
-    sdk = sdk_entity(entity(LastKeepAliveAt=datetime(2026, 1, 1, tzinfo=UTC)))
-    assert sdk["LastKeepAliveAt"] == EntityProperty("2026-01-01T00:00:00.000000Z", EdmType.DATETIME)
-    assert sdk["CallId"] == "c1" and sdk["ConsecutiveFailures"] == 0
-    with pytest.raises(UnstorableEntity):
-        sdk_entity(entity(RegisteredAt=datetime(1000, 1, 1, tzinfo=UTC)))
 
 
 # --- item 3: lastError and the identity provider's code --------------------------------------------------
@@ -153,7 +83,7 @@ def test_the_identity_providers_code_is_cut_and_never_reaches_a_log_or_last_erro
     assert result.error is not None and result.error.startswith("token: EEE")
     assert len(result.error) <= MAX_LAST_ERROR and unsafe(result.error) == []
     stored = RECORD.with_result(now=NOW, status=result.status, error=result.error, ok=False)
-    wire_entity(stored.to_entity())  # and storage takes it
+    assert stored.last_error == result.error  # bounded, so storage takes it (tests/unit/test_tablewire.py)
 
 
 # --- items 4 and 5: readable only when registration would accept it --------------------------------------

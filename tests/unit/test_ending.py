@@ -50,8 +50,8 @@ class Steps:
 
 
 def end(steps: Steps, *, topic: bool) -> bool:
-    events = steps.events() if topic else None
-    return end_call(steps, steps, events, steps, RECORD, EVENT, NOW)  # type: ignore[arg-type]
+    events = (steps, steps.events()) if topic else (steps,)
+    return end_call(steps, events, steps, RECORD, EVENT, NOW)  # type: ignore[arg-type]
 
 
 def test_with_a_topic_the_events_queue_is_written_after_the_cleanup_queue_and_before_anything_is_forgotten():

@@ -138,7 +138,7 @@ def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
 
 
 def writer(calls: FakeCalls, **options) -> BatchWriter:
-    return BatchWriter(calls, None, None, None, lambda: NOW, **options)  # type: ignore[arg-type]
+    return BatchWriter(calls, (), None, lambda: NOW, **options)  # type: ignore[arg-type]
 
 
 OK = KeepAliveResult(status=200, attempts=1)

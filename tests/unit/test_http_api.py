@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -14,6 +15,7 @@ from shared import http_api, registry
 from shared.errors import CallNotFound, Conflict, InvalidRequest, PayloadTooLarge, StorageUnavailable
 from shared.http_api import call_location, error_response, handler, read_json
 from shared.models import CallRecord
+from shared.settings import load_settings
 from tests.fakes import FakeCalls
 
 RECORD = CallRecord(
@@ -182,15 +184,16 @@ def test_a_valid_registration_passes_the_validated_values_and_answers_201_then_2
     calls: list[dict[str, Any]] = []
     answers = iter([(RECORD, True), (RECORD, False)])
 
-    def register(ctx, **values):
-        calls.append(values)
+    def register(calls_, memory, **values):
+        calls.append({k: v for k, v in values.items() if k in ("call_id", "tenant_id", "metadata")})
         return next(answers)
 
     monkeypatch.setattr(registry, "register_explicitly", register)
     body = b'{"callId": "19:x@y", "tenantId": "72F988BF-86F1-41AF-91AB-2D7CD011DB47", "unknown": 1}'
+    ctx = SimpleNamespace(calls=None, recent_ends=None, settings=load_settings({}), now=lambda: RECORD.registered_at)
 
-    created = http_api.register_call(object(), request(body=body))
-    again = http_api.register_call(object(), request(body=body))
+    created = http_api.register_call(ctx, request(body=body))
+    again = http_api.register_call(ctx, request(body=body))
 
     assert calls == [{"call_id": "19:x@y", "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47", "metadata": {}}] * 2
     assert (created.status_code, created.headers["Location"], body_of(created)) == (

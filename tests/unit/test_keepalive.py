@@ -12,10 +12,9 @@ from shared.budget import schedule_interval
 from shared.context import Context
 from shared.errors import SettingsError, StorageUnavailable
 from shared.graph import KeepAliveResult
-from shared.keepalive import check_settings, preflight
+from shared.keepalive import check_settings, preflight, purge_budget
 from shared.models import CallRecord
 from shared.settings import load_settings
-from shared.storage import purge_budget
 from shared.sweep import Sweep
 from shared.writers import DryRunSender, DryRunWriter
 from tests.fakes import FakeSender, FakeWriter

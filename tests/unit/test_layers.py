@@ -1,12 +1,16 @@
 """The package's layers (docs/architecture.md): each module of shared/ sits on one layer and imports only
-from its own layer or the ones below, type-only imports included, and no modules import each other in a circle."""
+from its own layer or the ones below, type-only imports included, and no modules import each other in a circle.
+The storage package is one module here, and its private modules stay private: nothing outside it imports one,
+except the test file that mirrors it (`tests/.../test_tablewire.py` for `shared/storage/_tablewire.py`)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT / "shared"
+STORAGE = SHARED / "storage"
 
 # From the top down; a module may import from its own layer and every layer below it.
 LAYERS: list[tuple[str, set[str]]] = [
@@ -14,10 +18,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engine", {"keepalive", "sweep", "writers", "ending", "registry", "fanout", "budget", "context", "call_events"}),
     (
         "storage and Graph",
-        {"storage", "events", "graph", "retry", "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
+        {"storage", "graph", "retry", "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
     ),
     ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe", "jsonsafe",
-                                  "loglimit", "__init__"}),
+                                  "loglimit", "events", "paging", "__init__"}),
 ]  # fmt: skip
 
 
@@ -98,3 +102,48 @@ def test_the_checks_see_type_only_imports(tmp_path):
 def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(SHARED)): n for p in SHARED.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def private_storage_imports(path: Path) -> set[str]:
+    """The private modules of shared/storage/ that `path` imports (`_calls`, `_tablewire`, ...)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[:2] == ["shared", "storage"] and len(parts) > 2 and parts[2].startswith("_"):
+                found.add(parts[2])
+            elif parts == ["shared", "storage"]:
+                found.update(a.name for a in node.names if a.name.startswith("_"))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[:2] == ["shared", "storage"] and len(parts) > 2 and parts[2].startswith("_"):
+                    found.add(parts[2])
+    return found
+
+
+def mirrored(path: Path) -> set[str]:
+    """The private module a test file mirrors (`test_rows.py`: `_rows`), which it alone may import."""
+    return {"_" + path.stem.removeprefix("test_")} if path.stem.startswith("test_") else set()
+
+
+def test_nothing_outside_the_storage_package_imports_its_private_modules():
+    """The app (shared/, function_app.py, benchmarks/, scripts/) and the tests' helpers and fakes go through
+    `shared.storage`; a test file may import only the private module it mirrors."""
+    sources = [*SHARED.rglob("*.py"), ROOT / "function_app.py", *(ROOT / "benchmarks").rglob("*.py"),
+               *(ROOT / "scripts").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]  # fmt: skip
+    reached = {
+        str(path.relative_to(ROOT)): sorted(imported)
+        for path in sources
+        if STORAGE not in path.parents and (imported := private_storage_imports(path) - mirrored(path))
+    }
+    assert reached == {}
+
+
+def test_the_private_import_check_sees_every_form(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "import shared.storage._calls\nfrom shared.storage._rows import read_rows\nfrom shared.storage import _ends\n"
+        "from shared.storage import Calls\n"
+    )
+    assert private_storage_imports(source) == {"_calls", "_rows", "_ends"}

@@ -1,17 +1,33 @@
-"""The wire format of query pages and entity group transactions, checked against the SDK's own output."""
+"""The wire path (shared/storage/_tablewire.py): the format of query pages and entity group transactions, checked
+against the SDK's own output, and the one check of what Table Storage takes before anything is written (issue 18,
+items 1 and 9)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ServiceResponseError
+from azure.data.tables import EdmType, EntityProperty
 from azure.data.tables._serialize import _add_entity_properties
 
 from shared.errors import TransactionFailed, UnstorableEntity
-from shared.models import CallRecord
-from shared.storage._tablewire import WireEntity, _from_wire, bind, decode, encode, replace_all, wire_entity
+from shared.models import EARLIEST, INT32_MAX, LATEST, CallRecord, format_time
+from shared.storage._tablewire import (
+    MAX_ENTITY_BYTES,
+    MAX_STRING_BYTES,
+    WireEntity,
+    _from_wire,
+    bind,
+    decode,
+    encode,
+    replace_all,
+    sdk_entity,
+    wire_entity,
+    wire_time,
+)
 
 RECORD = CallRecord(
     call_id="19:meeting_é'x@thread.v2",
@@ -152,3 +168,76 @@ def test_a_transaction_whose_answer_was_lost_is_sent_again():
     with pytest.raises(ServiceResponseError):
         replace_all(FakeTable(never), [(entity, 'W/"old"')])  # type: ignore[arg-type]
     assert never.sent == 3
+
+
+# --- what Table Storage takes (issue 18, item 1) ----------------------------------------------------------------------
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+REGISTRATION = "3f1c1a52-7a39-4a8e-9a7e-3c1b0f2f3f3f"
+ROW = CallRecord("c1", TENANT, NOW, REGISTRATION)
+
+
+def test_consecutive_failures_stop_at_int32_max():
+    at_max = CallRecord("c1", TENANT, NOW, REGISTRATION, consecutive_failures=INT32_MAX)
+    assert at_max.with_result(now=NOW, status=503, error="503", ok=False).consecutive_failures == INT32_MAX
+    below = CallRecord("c1", TENANT, NOW, REGISTRATION, consecutive_failures=INT32_MAX - 1)
+    assert below.with_result(now=NOW, status=503, error="503", ok=False).consecutive_failures == INT32_MAX
+    wire_entity(at_max.with_result(now=NOW, status=503, error="503", ok=False).to_entity())  # storage takes it
+
+
+def entity(**changes: Any) -> dict[str, Any]:
+    return {**ROW.to_entity(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"ConsecutiveFailures": INT32_MAX + 1}, "ConsecutiveFailures"),
+        ({"LastStatus": -(2**31) - 1}, "LastStatus"),
+        ({"LastError": "x" * (MAX_STRING_BYTES // 2 + 1)}, "LastError"),
+        ({"Metadata": "😀" * (MAX_STRING_BYTES // 4 + 1)}, "Metadata"),  # two UTF-16 units each
+        ({"LastError": "a\ud800b"}, "LastError"),
+        ({"LastKeepAliveAt": EARLIEST - timedelta(microseconds=1)}, "LastKeepAliveAt"),
+        ({"RegisteredAt": datetime(999, 12, 31, tzinfo=UTC)}, "RegisteredAt"),
+        ({"RegisteredAt": datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2)))}, "RegisteredAt"),
+        ({"Ratio": float("nan")}, "Ratio"),
+        ({"Blob": b"x"}, "Blob"),
+        ({"PartitionKey": "a/b"}, "PartitionKey"),
+        ({"RowKey": "r" * 513}, "RowKey"),
+        ({f"P{i}": "x" * 30_000 for i in range(18)}, "1 MiB"),
+        ({f"P{i}": 1 for i in range(250)}, "252"),
+    ],
+)
+def test_what_table_storage_would_refuse_is_refused_before_it_is_sent(changes, named):
+    with pytest.raises(UnstorableEntity) as refused:
+        wire_entity(entity(**changes))
+    assert named in refused.value.reason
+
+
+def test_values_at_table_storages_limits_are_taken():
+    wire = wire_entity(
+        entity(
+            ConsecutiveFailures=INT32_MAX,
+            LastStatus=999,
+            LastError="x" * (MAX_STRING_BYTES // 2),
+            Metadata="é" * (MAX_STRING_BYTES // 2),
+            RegisteredAt=EARLIEST,
+            LastKeepAliveAt=LATEST,
+        )
+    )
+    assert wire["RegisteredAt"] == "1601-01-01T00:00:00.000000Z"
+    assert wire["LastKeepAliveAt"] == "9999-12-31T23:59:59.999999Z"
+    assert len(json.dumps(wire)) < MAX_ENTITY_BYTES
+
+
+# --- four-digit years (issue 18, item 9) ------------------------------------------------------------------------------
+def test_dates_are_always_written_and_shown_with_four_digit_years():
+    assert wire_time("RegisteredAt", datetime(1601, 2, 3, 4, 5, 6, 7, tzinfo=UTC)) == "1601-02-03T04:05:06.000007Z"
+    assert format_time(datetime(999, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)) == "0999-01-02T03:04:05.678Z"
+    assert format_time(datetime(45, 1, 1, tzinfo=UTC)) == "0045-01-01T00:00:00.000Z"
+    # the SDK's own writes get the same text (the SDK would pass a datetime through strftime)
+    sdk = sdk_entity(entity(LastKeepAliveAt=datetime(2026, 1, 1, tzinfo=UTC)))
+    assert sdk["LastKeepAliveAt"] == EntityProperty("2026-01-01T00:00:00.000000Z", EdmType.DATETIME)
+    assert sdk["CallId"] == "c1" and sdk["ConsecutiveFailures"] == 0
+    with pytest.raises(UnstorableEntity):
+        sdk_entity(entity(RegisteredAt=datetime(1000, 1, 1, tzinfo=UTC)))

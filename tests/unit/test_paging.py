@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidRequest
-from shared.storage._calls import MAX_TOKEN_CHARS, decode_token, encode_token, first_key_at_or_after
+from shared.paging import MAX_TOKEN_CHARS, decode_token, encode_token, first_key_at_or_after
 
 ROW = "3fa2" + "0" * 56 + "beef"
 # Issued by this version: a token handed out before a deploy must still be taken after it.
