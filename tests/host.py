@@ -122,6 +122,7 @@ class FunctionHost:
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         key = headers.pop("X-Functions-Key", None) or dict(parse_qsl(query)).get("code")
+        key = key if key and key.strip() else None  # `?code=+` is no key (and no header value requests can send)
         response = self.request(method, path + ("?" + query if query else ""), body, headers, function_key=key)
         reason = HTTPStatus(response.status_code).phrase if response.status_code in _STATUSES else "Unknown"
         answer_headers = [] if isinstance(response, HostAnswer) else list(wire_headers(response).items())
