@@ -61,7 +61,7 @@ stop:
 test: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared
+	$(VENV)/bin/mypy shared tests/fakes.py tests/contract
 	$(CHECKOV_VENV)/bin/python scripts/check_infra.py
 	$(PY) -m pytest --cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=85
 
@@ -70,7 +70,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy shared
+	$(VENV)/bin/mypy shared tests/fakes.py tests/contract
 
 infra-check: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/python scripts/check_infra.py
@@ -78,11 +78,12 @@ infra-check: $(CHECKOV_VENV)/.installed
 pytest: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest
 
-# The unit and template tests alone: no Azurite, no stand-ins, no network (tests/unit/conftest.py refuses them),
-# in seconds. For the edit-and-test loop; `make test` stays the full check.
+# The unit and template tests alone, and the storage contract suite on its in-memory half: no Azurite, no
+# stand-ins, no network (tests/unit/conftest.py refuses them), in seconds. For the edit-and-test loop; `make test`
+# stays the full check.
 .PHONY: test-fast
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q tests/unit tests/infra
+	$(PY) -m pytest -q tests/unit tests/infra tests/contract -m "not integration"
 
 # The keep-alive benchmark (docs/performance.md): N=10,000 calls, 3 paired runs; it starts its own Azurite
 # and Graph stand-in. Pass options through ARGS, e.g. `make bench ARGS="--calls 1000 --runs 1"`.

@@ -55,6 +55,7 @@ class Context:
     call_events: EventQueue | None = field(init=False)  # None without CALL_EVENTS_TOPIC_ENDPOINT: nothing written
     recent_ends: EndMemory = field(init=False)
     work_queue: WorkQueue = field(init=False)
+    prepare_storage: Callable[[bool], None] = field(init=False)  # `Stores.prepare`: before a sweep
     poison: PoisonQueue = field(init=False)  # <CALL_EVENTS_QUEUE_NAME>-poison
     _notification_keys: NotificationKeys | None = field(init=False, default=None, repr=False)
     _notification_keys_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
@@ -76,10 +77,17 @@ class Context:
                 call_events=CallEventsQueue(self.storage, settings) if settings.events_enabled else None,
                 recent_ends=RecentEnds(self.storage, settings.ended_table_name),
                 work=KeepaliveWorkQueue(self.storage, settings.work_queue_name),
+                prepare=self._prepare,
             )
         self.calls, self.cleanup, self.call_events = stores.calls, stores.cleanup, stores.call_events
-        self.recent_ends, self.work_queue = stores.recent_ends, stores.work
+        self.recent_ends, self.work_queue, self.prepare_storage = stores.recent_ends, stores.work, stores.prepare
         self.poison = PoisonQueue(self.storage, settings.events_poison_queue_name, settings.events_queue_name)
+
+    def _prepare(self, writes: bool) -> None:
+        """The calls table (and with `writes` the cleanup queue), created when missing, once per process."""
+        self.storage.table()
+        if writes:
+            self.storage.queue(self.settings.cleanup_queue_name)
 
     @property
     def event_queues(self) -> tuple[EventQueue, ...]:

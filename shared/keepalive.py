@@ -74,9 +74,7 @@ def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
         if settings.events_problems:  # they do not stop this tick (see shared/settings.py), but they are named
             logger.error("call events not published: invalid settings: %s", "; ".join(settings.events_problems))
     try:
-        ctx.storage.table()
-        if not dry:
-            ctx.storage.queue(settings.cleanup_queue_name)
+        ctx.prepare_storage(not dry)
     except StorageUnavailable:
         logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
         raise

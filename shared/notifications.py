@@ -12,13 +12,15 @@ call resources matter; anything else is counted as ignored.
   end, then the delete); a call of another tenant, or with neither tenant, is ignored with a warning. The
   end of an unknown call is remembered for 24 hours.
 
-Every step is idempotent, so a bot may simply resend a notification that got a 503.
+Every step is idempotent, so a bot may simply resend a notification that got a 503. The rules (`apply`,
+`established`, `terminated`, `fold`) take the storage Protocols of shared/storage; `receive` alone reads the
+Context.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -289,6 +291,33 @@ def terminated(
     return "removed"
 
 
+def apply(
+    items: Sequence[Any],
+    tenant_id: str,
+    *,
+    calls: Calls,
+    events: Sequence[EventQueue],
+    memory: EndMemory,
+    default_tenant_id: str | None,
+    now: Callable[[], datetime],
+) -> Counter[Outcome]:
+    """The items of a payload's `value` under the token's tenant: each call's notifications folded into one
+    (`fold`), each `established` or `terminated` in order of first appearance; an item that is not a call
+    notification, or that was folded away, counts as ignored. Raises when storage fails (the bot resends)."""
+    notes = [note for item in items if (note := parse_item(item)) is not None]
+    folded = fold(notes)
+    counts: Counter[Outcome] = Counter()
+    counts["ignored"] = len(items) - len(folded)
+    for note in folded:
+        if note.event == "established":
+            counts[established(calls, memory, note, tenant_id, now())] += 1
+        else:
+            counts[
+                terminated(calls, events, memory, note, tenant_id, default_tenant_id=default_tenant_id, now=now())
+            ] += 1
+    return counts
+
+
 # --- the handler --------------------------------------------------------------------------------
 @handler
 def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
@@ -299,32 +328,15 @@ def receive(ctx: Context, req: func.HttpRequest) -> func.HttpResponse:
         raise InvalidRequest("the body must be an object whose value is a list of notifications")
     if len(items) > MAX_ITEMS:
         raise InvalidRequest(f"value must hold at most {MAX_ITEMS} notifications (got {len(items)})")
-    counts: Counter[Outcome] = Counter()
-    notes = []
-    for item in items:
-        note = parse_item(item)
-        if note is None:
-            counts["ignored"] += 1
-        else:
-            notes.append(note)
-    folded = fold(notes)
-    counts["ignored"] += len(notes) - len(folded)
-    for note in folded:
-        now = ctx.now()
-        if note.event == "established":
-            counts[established(ctx.calls, ctx.recent_ends, note, tenant_id, now)] += 1
-        else:
-            counts[
-                terminated(
-                    ctx.calls,
-                    ctx.event_queues,
-                    ctx.recent_ends,
-                    note,
-                    tenant_id,
-                    default_tenant_id=ctx.settings.tenant_id,
-                    now=now,
-                )
-            ] += 1
+    counts = apply(
+        items,
+        tenant_id,
+        calls=ctx.calls,
+        events=ctx.event_queues,
+        memory=ctx.recent_ends,
+        default_tenant_id=ctx.settings.tenant_id,
+        now=ctx.now,
+    )
     logger.info(
         "notifications processed tenantId=%s items=%d registered=%d removed=%d ignored=%d",
         tenant_id,

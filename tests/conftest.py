@@ -16,8 +16,9 @@ from shared import context as context_module
 from shared.context import Context
 from shared.models import utc_now
 from shared.settings import Settings, load_settings
-from shared.storage import RequestHook
+from shared.storage import RequestHook, Stores
 from tests import azurite as azurite_module
+from tests import fakes
 from tests.fakes import RecordingSleep
 from tests.host import FunctionHost
 
@@ -25,6 +26,14 @@ if TYPE_CHECKING:  # imported by pytest as a plugin below: importing it here fir
     from tests.standins.fixtures import Standins
 
 pytest_plugins = ["tests.standins.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def no_contract_violations() -> Iterator[None]:
+    """Fails a test in which the engine broke a rule of the storage Protocols, even where the engine swallowed the
+    in-memory storage's `ContractViolation` (`BatchWriter` counts any error of a write as unsaved)."""
+    yield
+    fakes.check_violations()
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +87,7 @@ class ContextFactory(Protocol):
         pace_sleep: Callable[[float], None] = time.sleep,
         on_storage_request: RequestHook | None = None,
         topic_credential: Any = None,
+        stores: Stores | None = None,
         **settings: str | None,
     ) -> Context: ...
 
@@ -90,7 +100,8 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
     then Azurite is not needed), dry run, then `settings` (`NAME=None` removes a setting). `graph=True` aims
     them at the Graph and identity stand-ins (the `standins` fixture) for real, not dry-run, keepAlives.
     `now`, `sleep` (by default a `RecordingSleep`: nothing waits for real), `pace_clock`/`pace_sleep`,
-    `on_storage_request` and `topic_credential` go to the `Context`. `install=True` makes it the process's
+    `on_storage_request`, `topic_credential` and `stores` (the engine's tables and queues: `MemoryStorage().stores()`
+    keeps them in memory, and Azurite is then not started) go to the `Context`. `install=True` makes it the process's
     context, as the functions see it. At teardown the process's context is put back and the contexts' HTTP
     sessions (and topic clients) are closed.
     """
@@ -107,6 +118,7 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
         pace_sleep: Callable[[float], None] = time.sleep,
         on_storage_request: RequestHook | None = None,
         topic_credential: Any = None,
+        stores: Stores | None = None,
         **settings: str | None,
     ) -> Context:
         values: dict[str, str | None] = {}
@@ -116,6 +128,8 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
         values.update(settings)
         if "AzureWebJobsStorage" in values:
             connection = values.pop("AzureWebJobsStorage")
+        elif stores is not None:
+            connection = None
         else:
             connection = request.getfixturevalue("azurite").connection_string
         context = Context(
@@ -126,6 +140,7 @@ def make_context(request: pytest.FixtureRequest, storage_names: dict[str, str]) 
             pace_sleep=pace_sleep,
             on_storage_request=on_storage_request,
             topic_credential=topic_credential,
+            stores=stores,
         )
         built.append(context)
         if install:

@@ -129,6 +129,8 @@ class Stores:
     call_events: EventQueue | None  # None without CALL_EVENTS_TOPIC_ENDPOINT: nothing is written there
     recent_ends: EndMemory
     work: WorkQueue
+    prepare: Callable[[bool], None]  # before a sweep: what it needs is there (with writes, the cleanup queue too),
+    #                                  created when missing; raises `StorageUnavailable` when storage cannot serve
 
     @property
     def event_queues(self) -> tuple[EventQueue, ...]:

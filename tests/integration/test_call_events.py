@@ -28,7 +28,7 @@ from shared.events import call_ended_event, event_text
 from shared.keepalive import run_tick
 from shared.models import CallRecord, utc_now
 from tests.conftest import ContextFactory
-from tests.fakes import FailingSeam, FakeTokenCredential, RequestCounter
+from tests.fakes import FakeTokenCredential, RequestCounter
 from tests.host import FunctionHost
 from tests.standins.fixtures import Standins, Topic
 from tests.standins.server import RESET, Reply
@@ -150,30 +150,6 @@ def test_with_a_topic_an_end_costs_one_queue_write_more(events_app, standins: St
     assert run_tick(ctx).ended == 1
     spent = RequestCounter.since(before, counter.snapshot())
     assert spent.get("queue write") == 2  # cleanup and call-events: one message each
-
-
-# --- the end sequence's failure policy with the new step ------------------------------------------------
-def test_the_events_queue_failing_keeps_the_call_and_repeats_the_end_under_the_same_event_id(
-    events_app, standins: Standins
-):
-    ctx = events_app()
-    register(ctx, "gone")
-    standins.graph.script("gone", Reply(404), Reply(404))
-    ctx.call_events = FailingSeam(ctx.call_events, "send")  # type: ignore[assignment]
-
-    first = run_tick(ctx)
-    assert (first.ended, first.failed) == (0, 1)
-    assert ctx.calls.get("gone") is not None  # kept: nothing forgotten before both events are written
-    assert not ctx.recent_ends.recently_ended("gone", standins.tenant, ctx.now())
-    assert queue_texts(ctx, ctx.settings.events_queue_name) == []
-    [first_cleanup] = queue_texts(ctx, ctx.settings.cleanup_queue_name)  # the bot was told all the same
-
-    second = run_tick(ctx)
-    assert second.ended == 1 and ctx.calls.get("gone") is None
-    cleanup = [json.loads(text) for text in queue_texts(ctx, ctx.settings.cleanup_queue_name)]
-    [events] = [json.loads(text) for text in queue_texts(ctx, ctx.settings.events_queue_name)]
-    assert {e["eventId"] for e in cleanup} == {events["eventId"]} == {json.loads(first_cleanup)["eventId"]}
-    assert len(cleanup) == 2  # a repeat for the bot (dropped by eventId), never a loss for the topic
 
 
 def test_a_terminated_notification_with_a_bad_events_queue_answers_503_naming_it_and_changes_nothing(

@@ -1,5 +1,6 @@
 """Fan-out end to end: the timer over the threshold writes work messages, the queue function sweeps each
-range, a failed range is delivered again; on Azurite and the Graph and identity stand-ins.
+range, a failed range is delivered again; on Azurite and the Graph and identity stand-ins (where storage must
+fail part way, or the purge needs thousands of ends, on storage in memory: tests/fakes.py).
 
 Messages are read back the way the host's queue trigger reads them (base64 text) and handed to the
 queue function through its registration, as `azure.functions.queue.QueueMessage` with a dequeue count.
@@ -12,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,10 +26,9 @@ from shared.context import Context
 from shared.errors import RangeIncomplete
 from shared.fanout import ALL_PARTITIONS
 from shared.models import call_keys, utc_now
-from shared.storage import ended_entity
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
-from tests.fakes import FailingSeam
+from tests.fakes import MemoryStorage
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 
@@ -35,11 +36,13 @@ pytestmark = pytest.mark.integration
 
 
 class Fanout:
-    """A context on Azurite and the stand-ins, installed for the functions, with its queues read back."""
+    """A context on the stand-ins, installed for the functions, with its queues read back: on Azurite, or with
+    `memory` its tables and queues in memory (where storage can be made to fail)."""
 
-    def __init__(self, ctx: Context, host: FunctionHost) -> None:
+    def __init__(self, ctx: Context, host: FunctionHost, memory: MemoryStorage | None = None) -> None:
         self.ctx = ctx
         self.host = host
+        self.memory = memory
 
     def register(self, *call_ids: str) -> None:
         for call_id in call_ids:
@@ -56,6 +59,9 @@ class Fanout:
 
     def work_messages(self) -> list[Any]:
         """Receive every work message (hidden for a minute, as the host would while running it)."""
+        if self.memory is not None:
+            texts, self.memory.work.texts[:] = list(self.memory.work.texts), []
+            return [SimpleNamespace(id=f"m{i}", content=text) for i, text in enumerate(texts)]
         queue = self._queue(self.ctx.settings.work_queue_name)
         try:
             return list(queue.receive_messages(max_messages=32, visibility_timeout=60))
@@ -63,6 +69,8 @@ class Fanout:
             return []
 
     def events(self) -> list[dict[str, Any]]:
+        if self.memory is not None:
+            return self.memory.cleanup.events()
         try:
             messages = self._queue(self.ctx.settings.cleanup_queue_name, raw=True).peek_messages(max_messages=32)
         except ResourceNotFoundError:
@@ -81,9 +89,12 @@ class Fanout:
 
 @pytest.fixture
 def fanout(make_context: ContextFactory, host: FunctionHost) -> Callable[..., Fanout]:
-    def build(**overrides: str) -> Fanout:
-        ctx = make_context(graph=True, install=True, **{"KEEPALIVE_FANOUT_THRESHOLD": "10", **overrides})
-        return Fanout(ctx, host)
+    def build(*, memory: bool = False, **overrides: str) -> Fanout:
+        storage = MemoryStorage() if memory else None
+        settings = {"KEEPALIVE_FANOUT_THRESHOLD": "10", **overrides}
+        stores = storage.stores() if storage is not None else None
+        ctx = make_context(graph=True, install=True, stores=stores, **settings)
+        return Fanout(ctx, host, storage)
 
     return build
 
@@ -139,13 +150,13 @@ def message_for(messages: list[Any], partition: str) -> Any:
 
 
 def test_a_range_whose_delete_failed_is_retried_and_the_event_keeps_its_event_id(fanout, standins):
-    f = fanout()
+    f = fanout(memory=True)
     ids = [f"call-{i:02d}" for i in range(30)]
     f.register("gone", *ids)
     registration = f.get("gone")
     assert registration is not None
     standins.graph.script("gone", 404, 404)
-    f.ctx.calls = FailingSeam(f.ctx.calls, "delete")  # type: ignore[assignment]
+    f.memory.faults.fail("calls.delete")  # type: ignore[union-attr]
     f.tick()
     message = message_for(f.work_messages(), call_keys("gone")[0])
     in_range = [c for c in ids if call_keys(c)[0] in json.loads(message.content)["partitions"]]
@@ -167,7 +178,7 @@ def test_a_range_whose_delete_failed_is_retried_and_the_event_keeps_its_event_id
 
 
 def test_a_range_whose_table_read_failed_part_way_is_retried(fanout, standins):
-    f = fanout(KEEPALIVE_FANOUT_THRESHOLD="40")  # ranges of many partitions
+    f = fanout(memory=True, KEEPALIVE_FANOUT_THRESHOLD="40")  # ranges of many partitions
     ids = [f"call-{i:03d}" for i in range(80)]
     f.register(*ids)
     f.tick()
@@ -175,9 +186,8 @@ def test_a_range_whose_table_read_failed_part_way_is_retried(fanout, standins):
     message = max(messages, key=lambda m: len(json.loads(m.content)["partitions"]))
     partitions = json.loads(message.content)["partitions"]
     assert len(partitions) >= 2
-    f.ctx.calls = FailingSeam(  # type: ignore[assignment]
-        f.ctx.calls, "partition_pages", when=lambda partition, *rest, **named: partition == partitions[-1]
-    )
+    failing = partitions[-1]  # reading the range's last partition fails, once
+    f.memory.faults.fail("calls.page", when=lambda index, partition: partition == failing)  # type: ignore[union-attr]
     in_range = [c for c in ids if call_keys(c)[0] in partitions]
     last = [c for c in in_range if call_keys(c)[0] == partitions[-1]]
 
@@ -215,27 +225,19 @@ def test_below_the_threshold_the_timer_sweeps_itself(fanout, standins):
     assert keepalives(standins) == Counter(dict.fromkeys(ids, 1))
 
 
-def seed_expired_ends(ctx: Context, count: int) -> None:
-    """`count` ends remembered 25 hours ago, written 100 a transaction (as 100-item `terminated` requests would)."""
-    at = utc_now() - timedelta(hours=25)
-    rows = [ended_entity(f"gone-{i}", tenant_id=None, reason="terminatedNotification", now=at) for i in range(count)]
-    table = ctx.storage.table(ctx.settings.ended_table_name)
-    for start in range(0, count, 100):
-        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
-
-
 @pytest.mark.parametrize("calls", [1, 30], ids=["sweep", "fan-out"])
 def test_each_timer_invocation_purges_expired_ends_after_its_sweep_or_fan_out(fanout, standins, caplog, calls):
-    f = fanout()  # a threshold of 10: 30 calls fan out, 1 is swept by the timer itself
+    f = fanout(memory=True)  # a threshold of 10: 30 calls fan out, 1 is swept by the timer itself
     f.register(*[f"call-{i:02d}" for i in range(calls)])
-    seed_expired_ends(f.ctx, 3000)  # 30 requests of 100 `terminated` items' worth: more than 1,000 a tick
-    f.ctx.recent_ends.remember("recent", tenant_id=None, reason="keepAliveNotFound", now=utc_now())
+    ends = f.memory.ends  # type: ignore[union-attr]
+    for i in range(3000):  # 30 requests of 100 `terminated` items' worth: more than 1,000 a tick
+        ends.remember(f"gone-{i}", tenant_id=None, reason="terminatedNotification", now=utc_now() - timedelta(hours=25))
+    ends.remember("recent", tenant_id=None, reason="keepAliveNotFound", now=utc_now())
 
     with caplog.at_level(logging.INFO, logger="shared"):
         f.tick()
 
-    left = f.ctx.storage.table(f.ctx.settings.ended_table_name).list_entities(select=["CallId"])
-    assert [row["CallId"] for row in left] == ["recent"]  # every expired end in one invocation
+    assert [end[0] for end in ends.ends()] == ["recent"]  # every expired end in one invocation
     lines = [r.getMessage() for r in caplog.records]
     purged = next(i for i, line in enumerate(lines) if line.startswith("ended calls purged removed=3000"))
     swept = next(i for i, line in enumerate(lines) if line.startswith(("keepalive tick ", "keepalive fanout ")))

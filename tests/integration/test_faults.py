@@ -1,8 +1,8 @@
 """The tick under faults, against real Azurite and the Graph and identity stand-ins.
 
-Storage faults are real outages (a private Azurite stopped and started again) or `StorageUnavailable`
-raised at our own seams (`ctx.calls`, `ctx.cleanup`); Graph and identity faults are scripted on the
-stand-ins. Waits between retries go to a recording sleep, so only request timeouts take real time.
+Storage faults are real outages (a private Azurite stopped and started again; a failure at one step of a tick,
+over storage in memory: tests/unit/test_sweep.py); Graph and identity faults are scripted on the stand-ins.
+Waits between retries go to a recording sleep, so only request timeouts take real time.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,12 @@ from shared import registry
 from shared.context import Context
 from shared.errors import StorageUnavailable
 from shared.keepalive import run_tick
-from shared.models import CallRecord, call_keys, format_time
+from shared.models import CallRecord, format_time
 from shared.retry import MAX_RETRIES, RETRY_AFTER_CAP
-from shared.storage import CallsTable
 from tests import azurite as azurite_module
 from tests.azurite import PrivateAzurite, drain_events
 from tests.conftest import ContextFactory
-from tests.fakes import FailingSeam, FakeClock, PagesFailingAfter, RecordingSleep
+from tests.fakes import FakeClock, RecordingSleep
 from tests.standins.fixtures import Standins
 from tests.standins.identity import entra_error
 from tests.standins.server import RESET, Reply
@@ -79,12 +77,9 @@ def register(ctx: Context, *call_ids: str, tenant: str | None = TENANT) -> dict[
     return records
 
 
-def records_by_id(source: Context | CallsTable) -> dict[str, dict[str, Any]]:
-    """Every stored call as the API shows it, by callId (read through the real store, not a faulty seam)."""
-    calls = source.calls if isinstance(source, Context) else source
-    while isinstance(calls, FailingSeam | PagesFailingAfter):
-        calls = calls.target
-    return {record.call_id: record.to_json() for page in calls.pages() for record in page}
+def records_by_id(ctx: Context) -> dict[str, dict[str, Any]]:
+    """Every stored call as the API shows it, by callId."""
+    return {record.call_id: record.to_json() for page in ctx.calls.pages() for record in page}
 
 
 def errors_in(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -139,82 +134,6 @@ def test_storage_down_when_the_tick_starts_logs_an_error_changes_nothing_and_the
     assert event["callId"] == "gone" and event["reason"] == "keepAliveNotFound"
 
 
-# --- storage failing mid-tick --------------------------------------------------------------------
-def test_reading_the_table_failing_mid_tick_leaves_the_rest_for_the_next_tick(
-    keepalive, standins: Standins, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = FakeClock()
-    ctx = keepalive(clock, KEEPALIVE_CONCURRENCY="4")
-    ids = [f"call-{i:02d}" for i in range(50)]
-    register(ctx, *ids)
-    real_calls = ctx.calls
-    ctx.calls = PagesFailingAfter(real_calls, pages=2, page_size=10)
-
-    clock.advance(minutes=10)
-    with caplog.at_level(logging.ERROR):
-        partial = run_tick(ctx)
-
-    assert (partial.calls, partial.succeeded, partial.complete) == (20, 20, False)
-    assert any("could not read calls" in m for m in errors_in(caplog))
-    swept = {request.call_id for request in standins.graph.requests}
-    assert len(swept) == 20
-    records = records_by_id(real_calls)
-    assert {c for c, r in records.items() if r["lastKeepAliveAt"] is not None} == swept
-    assert sorted(records) == ids  # nothing lost
-
-    ctx.calls = real_calls
-    standins.graph.reset()
-    clock.advance(minutes=10)
-    full = run_tick(ctx)
-    assert (full.calls, full.succeeded, full.complete) == (50, 50, True)
-    assert {request.call_id for request in standins.graph.requests} == set(ids)
-    assert {r["lastKeepAliveAt"] for r in records_by_id(ctx).values()} == {format_time(clock())}
-
-
-def test_writes_failing_mid_tick_keep_the_calls_and_the_next_tick_records_them(
-    keepalive, standins: Standins, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = FakeClock()
-    ctx = keepalive(clock, KEEPALIVE_CONCURRENCY="4")
-    ids = [f"call-{i:02d}" for i in range(20)]
-    register(ctx, *ids, "gone")
-    standins.graph.script("gone", 404, 404)
-    bad_partitions = {call_keys(call_id)[0] for call_id in ids[::2]}
-    unwritten = {call_id for call_id in ids if call_keys(call_id)[0] in bad_partitions}
-
-    def in_bad_partition(changes: Any, *args: Any, **kwargs: Any) -> bool:
-        return bool(changes) and changes[0][0].keys[0] in bad_partitions
-
-    # The tick writes outcomes per partition (`CallsTable.update_all`): those of the bad partitions fail,
-    # and the first delete after a callEnded event fails too.
-    writes = FailingSeam(ctx.calls, "update_all", failures=10**6, when=in_bad_partition)
-    deletes = FailingSeam(writes, "delete", failures=1)
-    ctx.calls = deletes
-
-    clock.advance(minutes=10)
-    with caplog.at_level(logging.ERROR):
-        first = run_tick(ctx)
-
-    assert (first.calls, first.ended) == (21, 0)
-    assert (first.succeeded, first.failed) == (20 - len(unwritten), len(unwritten) + 1)
-    assert writes.raised == len(bad_partitions) and deletes.raised == 1
-    assert sum("StorageUnavailable" in m for m in errors_in(caplog)) == len(bad_partitions) + 1
-    records = records_by_id(ctx)
-    assert sorted(records) == sorted([*ids, "gone"])  # nothing lost
-    assert {c for c, r in records.items() if r["lastKeepAliveAt"] is not None} == set(ids) - unwritten
-
-    writes.remaining = 0  # storage is back
-    clock.advance(minutes=10)
-    second = run_tick(ctx)
-    assert (second.calls, second.succeeded, second.ended, second.failed) == (21, 20, 1, 0)
-    records = records_by_id(ctx)
-    assert sorted(records) == ids
-    assert {r["lastKeepAliveAt"] for r in records.values()} == {format_time(clock())}
-    events = drain_events(ctx)
-    assert [e["callId"] for e in events] == ["gone", "gone"]  # the first delete failed: the event repeats
-    assert len({e["eventId"] for e in events}) == 1
-
-
 # --- the queue failing when a 404 arrives ----------------------------------------------------------
 def test_queue_down_when_a_404_arrives_keeps_the_call_and_sends_the_event_next_tick(
     keepalive, azurite, private_azurite: PrivateAzurite, standins: Standins, caplog: pytest.LogCaptureFixture
@@ -248,66 +167,6 @@ def test_queue_down_when_a_404_arrives_keeps_the_call_and_sends_the_event_next_t
     # Bounded: an unreachable queue fails within the store's small retry budget (shared/store.py), not after the
     # queue SDK's default backoff (15 s + 18 s), which would hold a sweep worker for each ended call.
     assert elapsed < QUEUE_DOWN_BOUND, f"the tick took {elapsed:.1f} s with the queue unreachable"
-
-
-def test_queue_failing_at_our_seam_when_a_404_arrives_keeps_the_call(keepalive, standins: Standins) -> None:
-    clock = FakeClock()
-    ctx = keepalive(clock)
-    records = register(ctx, "gone")
-    standins.graph.script("gone", 404, 404)
-    ctx.cleanup = FailingSeam(ctx.cleanup, "send")
-
-    first = run_tick(ctx)
-    assert (first.ended, first.failed) == (0, 1)
-    assert sorted(records_by_id(ctx)) == ["gone"]
-    assert drain_events(ctx) == []
-
-    second = run_tick(ctx)
-    assert second.ended == 1 and records_by_id(ctx) == {}
-    assert [e["eventId"] for e in drain_events(ctx)] == [records["gone"].registration_id]
-
-
-def test_the_memory_of_the_end_failing_keeps_the_call_and_repeats_the_event(keepalive, standins: Standins) -> None:
-    """One failure policy for ending a call (shared/ending.py), the tick's as the notifications': the call is
-    deleted only after its end is remembered, so a late `established` cannot bring it back."""
-    clock = FakeClock()
-    ctx = keepalive(clock)
-    records = register(ctx, "gone")
-    standins.graph.script("gone", 404, 404)
-    ctx.recent_ends = FailingSeam(ctx.recent_ends, "remember")
-
-    first = run_tick(ctx)
-    assert (first.ended, first.failed) == (0, 1)
-    assert sorted(records_by_id(ctx)) == ["gone"]  # not deleted before its end is remembered
-    assert not ctx.recent_ends.recently_ended("gone", TENANT, clock())
-
-    clock.advance(minutes=10)
-    second = run_tick(ctx)
-    assert second.ended == 1 and records_by_id(ctx) == {}
-    assert ctx.recent_ends.recently_ended("gone", TENANT, clock())
-    events = drain_events(ctx)
-    assert [e["eventId"] for e in events] == [records["gone"].registration_id] * 2  # repeated, never lost
-
-
-# --- delete failing after the event ----------------------------------------------------------------
-def test_delete_failing_after_the_event_repeats_the_event_with_the_same_event_id(keepalive, standins: Standins) -> None:
-    clock = FakeClock()
-    ctx = keepalive(clock)
-    records = register(ctx, "gone")
-    standins.graph.script("gone", 404, 404)
-    ctx.calls = FailingSeam(ctx.calls, "delete")
-
-    first = run_tick(ctx)
-    assert first.ended == 0 and first.failed == 1
-    assert sorted(records_by_id(ctx)) == ["gone"]  # kept: the next tick must report it again
-
-    clock.advance(minutes=10)
-    second = run_tick(ctx)
-    assert second.ended == 1 and records_by_id(ctx) == {}
-    events = drain_events(ctx)
-    assert [e["callId"] for e in events] == ["gone", "gone"]
-    assert {e["eventId"] for e in events} == {records["gone"].registration_id}  # a repeat, never a new id
-    assert [e["detectedAt"] for e in events] == [format_time(clock() - timedelta(minutes=10)), format_time(clock())]
 
 
 # --- Graph faults: resets, 5xx storms, slow answers --------------------------------------------------

@@ -27,7 +27,7 @@ from shared.models import call_keys, utc_now
 from shared.summary import TickSummary
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
-from tests.fakes import FailingSeam, RecordingSleep
+from tests.fakes import RecordingSleep
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import RESET, Reply
@@ -370,35 +370,6 @@ def test_a_call_deleted_while_its_keepalive_is_in_flight_stays_deleted(tick, sta
 
     assert summary.calls == 1
     assert t.get("c") is None and table_entities() == []
-
-
-def test_a_delete_failing_after_the_event_repeats_the_event_with_the_same_event_id(tick, standins: Standins):
-    t = tick()
-    t.register("c")
-    standins.graph.script("c", 404, 404)
-    t.ctx.calls = FailingSeam(t.ctx.calls, "delete")  # type: ignore[assignment]
-
-    first = t.run()
-    assert first.failed == 1 and t.get("c") is not None  # the event went out; the entry stayed
-
-    second = t.run()
-    assert second.ended == 1 and t.get("c") is None
-    events = t.events()
-    assert len(events) == 2 and events[0]["eventId"] == events[1]["eventId"]
-
-
-def test_a_failure_to_enqueue_keeps_the_call_and_the_event_goes_next_tick(tick, standins: Standins):
-    t = tick()
-    t.register("c")
-    standins.graph.script("c", 404, 404)
-    t.ctx.cleanup = FailingSeam(t.ctx.cleanup, "send")  # type: ignore[assignment]
-
-    first = t.run()
-    assert first.failed == 1 and t.get("c") is not None and t.events() == []
-
-    second = t.run()
-    assert second.ended == 1 and t.get("c") is None
-    assert len(t.events()) == 1
 
 
 # --- dry run, at risk, settings, the timer function --------------------------------------------

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 import tracemalloc
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ import requests
 
 from shared.errors import InvalidToken
 from shared.events import MAX_GRAPH_STRING
-from shared.keepalive import purge_quietly
 from shared.notifications import REASON
 from shared.signing_keys import MAX_DOCUMENT_BYTES, NotificationKeys
 from shared.storage import ended_entity
@@ -150,38 +148,6 @@ def test_ends_are_forgotten_after_24_hours_and_purged(app):
     remaining = list(app.context.storage.table(table).list_entities())
     assert sorted(e["CallId"] for e in remaining) == sorted(f"new-{i}" for i in range(30))
     assert ended.recently_ended("new-29", TENANT, now)
-
-
-class Ticking:
-    """A monotonic clock that moves one second each time it is read: a purge's budget without real waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-def test_a_purge_stops_at_its_time_budget_and_warns_that_ends_are_left(app, caplog):
-    seed_ends(app, 3000, app.clock())  # 30 requests of 100 `terminated` items' worth
-    seed_ends(app, 5, app.clock() + timedelta(hours=20), prefix="fresh")
-    app.clock.advance(hours=24, seconds=1)
-
-    with caplog.at_level(logging.INFO, logger="shared"):
-        first = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
-    assert first is not None and (first.removed, first.left) == (2000, True)  # two pages of 1,000, then out of time
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "ended calls left to purge removed=2000" in warning and "budgetSeconds=2" in warning
-
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="shared"):
-        second = purge_quietly(app.context.recent_ends, app.context.now, budget=2, clock=Ticking())
-    assert second is not None and (second.removed, second.left) == (1000, False)  # the next invocation goes on
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any("ended calls purged removed=1000" in r.getMessage() for r in caplog.records)
-    left = app.entities(app.context.settings.ended_table_name)
-    assert sorted(e["CallId"] for e in left) == [f"fresh-{i}" for i in range(5)]
 
 
 # --- events fit the queue -----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Property-based tests of the HTTP API against real Azurite (hypothesis).
+"""Property-based tests of the HTTP API through the host, against real Azurite (hypothesis); what any POST body
+gets, a question of validation, against storage in memory (tests/fakes.py), where 200 examples take no Azurite.
 
 Whatever arrives (arbitrary bytes, any JSON value, any Unicode, huge or deeply nested values in any
 field, any percent-encoded path segment, any query), the API answers a status the contract allows,
@@ -29,6 +30,8 @@ from hypothesis import strategies as st
 
 from shared.context import Context
 from shared.models import CallRecord, call_keys
+from tests.conftest import ContextFactory
+from tests.fakes import MemoryStorage
 from tests.host import FunctionHost, body_of
 
 pytestmark = pytest.mark.integration
@@ -182,11 +185,24 @@ def check_record(record: Any) -> None:
 
 @dataclass
 class Model:
-    """What the calls table should hold: callId -> the record the API answered when it was registered."""
+    """What the calls table should hold: callId -> the record the API answered when it was registered. The table is
+    Azurite's, or with `memory` the in-memory one."""
 
     ctx: Context
     host: FunctionHost
+    memory: MemoryStorage | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self.memory is not None:
+            return self.memory.calls.rows()
+        return [dict(entity) for entity in self.ctx.storage.table_client().list_entities()]
+
+    def remove(self, entity: dict[str, Any]) -> None:
+        if self.memory is not None:
+            self.memory.calls.remove_row(entity["PartitionKey"], entity["RowKey"])
+        else:
+            self.ctx.storage.table_client().delete_entity(entity["PartitionKey"], entity["RowKey"])
 
     def post(self, body: bytes) -> None:
         expected = expected_post(body)
@@ -216,7 +232,7 @@ class Model:
     def check_table(self) -> None:
         """The table holds exactly the model's calls, each one valid and under its own keys."""
         seen: list[str] = []
-        for entity in self.ctx.storage.table_client().list_entities():
+        for entity in self.rows():
             record = CallRecord.from_entity(entity)
             assert (entity["PartitionKey"], entity["RowKey"]) == call_keys(record.call_id)
             check_record(record.to_json())
@@ -226,8 +242,7 @@ class Model:
 
     def repair(self) -> None:
         """After a failed example: remove what should not be stored, so later examples (and shrinking) start clean."""
-        table = self.ctx.storage.table_client()
-        for entity in table.list_entities():
+        for entity in self.rows():
             call_id = entity.get("CallId")
             try:
                 check_record(CallRecord.from_entity(entity).to_json())
@@ -235,7 +250,7 @@ class Model:
             except (AssertionError, KeyError, TypeError, ValueError):
                 keep = False
             if not keep:
-                table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                self.remove(entity)
                 self.calls.pop(str(call_id), None)
 
     @contextlib.contextmanager
@@ -253,6 +268,12 @@ class Model:
 def model(ctx: Context, host: FunctionHost) -> Model:
     ctx.storage.table()  # the table exists from the start, so it can be read after a refused first request
     return Model(ctx, host)
+
+
+@pytest.fixture
+def memory_model(make_context: ContextFactory, host: FunctionHost) -> Model:
+    memory = MemoryStorage()
+    return Model(make_context(install=True, stores=memory.stores()), host, memory)
 
 
 class Body(bytes):
@@ -339,7 +360,9 @@ post_bodies = st.one_of(
 
 
 # --- the properties -----------------------------------------------------------------------------------
-def test_any_post_body_gets_a_contract_answer_and_only_valid_calls_are_stored(model: Model) -> None:
+def test_any_post_body_gets_a_contract_answer_and_only_valid_calls_are_stored(memory_model: Model) -> None:
+    model = memory_model
+
     @bounded(200)
     @given(body=post_bodies)
     @example(body=Body(b'{"callId": "edge", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47\\n"}'))

@@ -1,11 +1,10 @@
-"""Fan-out and batching without services: ranges, work messages, the queue function's metadata and
-host.json, the batch writer's buffering, and what a sweep reports when writes are lost."""
+"""Fan-out without services: ranges, work messages, the queue function's metadata and host.json, and what a
+sweep reports when writes are lost. (The batch writer: tests/unit/test_writers.py.)"""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,13 +12,8 @@ import pytest
 
 from shared.errors import InvalidWorkMessage, StorageUnavailable
 from shared.fanout import ALL_PARTITIONS, MAX_DEQUEUE_COUNT, WorkRange, parse_work, plan_ranges
-from shared.graph import KeepAliveResult
 from shared.keepalive import run_work
-from shared.models import CallRecord, call_keys
-from shared.settings import load_settings
-from shared.sweep import Sweep, Unsaved
-from shared.writers import BatchWriter
-from tests.fakes import FakeCalls, FakeSender, FakeWriter, WorkMessage
+from tests.fakes import WorkMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -119,74 +113,3 @@ def test_the_last_try_is_warned_before_the_range_runs(make_context, caplog):
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "partitions=05" in warning and "tickId=tick-1" in warning and f"dequeueCount={MAX_DEQUEUE_COUNT}" in warning
     assert "last try" in warning and "poison" in warning
-
-
-# --- the batch writer ---------------------------------------------------------------------------------
-def record(call_id: str) -> CallRecord:
-    return CallRecord(
-        call_id=call_id, tenant_id=TENANT, registered_at=NOW, registration_id=f"reg-{call_id}", etag='W/"1"'
-    )
-
-
-def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
-    found, i = [], 0
-    while len(found) < count:
-        if call_keys(f"{prefix}{i}")[0] == partition:
-            found.append(f"{prefix}{i}")
-        i += 1
-    return found
-
-
-def writer(calls: FakeCalls, **options) -> BatchWriter:
-    return BatchWriter(calls, (), None, lambda: NOW, **options)  # type: ignore[arg-type]
-
-
-OK = KeepAliveResult(status=200, attempts=1)
-
-
-def test_a_partition_is_written_per_hundred_and_the_rest_at_the_end():
-    calls = FakeCalls()
-    batch = writer(calls)
-    for call_id in ids_in("00", 250) + ids_in("01", 30):
-        stored = batch.succeeded(record(call_id), OK, NOW)
-        assert stored is not None and stored.last_keepalive_at == NOW
-    assert batch.flush() == Unsaved()
-    sizes = sorted(len(b) for b in calls.batches)
-    assert sizes == [30, 50, 100, 100]
-    assert all(len({call_keys(c)[0] for c in b}) == 1 for b in calls.batches)
-
-
-def test_buffers_are_bounded_across_partitions():
-    calls = FakeCalls()
-    batch = writer(calls, max_buffered=50)
-    for partition in ALL_PARTITIONS[:20]:
-        for call_id in ids_in(partition, 5, prefix=f"p{partition}-"):
-            batch.failed(record(call_id), 503, "503", NOW)
-    deadline = time.monotonic() + 5  # the writes run on the writer's own threads
-    while sum(len(b) for b in calls.batches) < 50 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sum(len(b) for b in calls.batches) >= 50  # handed to the writers as soon as more than 50 waited
-    batch.flush()
-    assert sum(len(b) for b in calls.batches) == 100
-
-
-def test_lost_batches_are_reported_by_kind_at_the_flush(caplog):
-    calls = FakeCalls(fail=True)
-    batch = writer(calls)
-    for call_id in ids_in("03", 3):
-        batch.succeeded(record(call_id), OK, NOW)
-    batch.failed(record(ids_in("03", 4)[3]), 500, "500", NOW)
-    with caplog.at_level(logging.ERROR):
-        assert batch.flush() == Unsaved(succeeded=3, failed=1)
-    assert any("keepalive results not saved partition=03 calls=4" in r.getMessage() for r in caplog.records)
-    assert batch.flush() == Unsaved()  # reported once
-
-
-# --- the sweep's counts when writes are lost -----------------------------------------------------------------
-def test_outcomes_a_writer_could_not_save_count_as_failures():
-    losing = FakeWriter(unsaved=Unsaved(succeeded=2, failed=0))
-    sweep = Sweep(load_settings({"GRAPH_DRY_RUN": "true"}), FakeSender(), losing, lambda: NOW)
-    summary = sweep.run([[record("a"), record("b"), record("c")]])
-    assert all(kind == "succeeded" for kind, *_ in losing.ops)  # no call ends here
-    assert (summary.calls, summary.succeeded, summary.failed, summary.unsaved) == (3, 1, 2, 2)
-    assert " unsaved=2 " in summary.log_text()

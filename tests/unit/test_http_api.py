@@ -1,22 +1,25 @@
-"""shared.http_api without storage: body and query parsing, the error shape, and what bad input never reaches."""
+"""shared.http_api over storage in memory: body and query parsing, the error shape, what bad input never reaches,
+and what each handler answers (201/200/409, 404, 204, pages and their links)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
 import pytest
 
-from shared import http_api, registry
+from shared import http_api
+from shared.context import Context
 from shared.errors import CallNotFound, Conflict, InvalidRequest, PayloadTooLarge, StorageUnavailable
 from shared.http_api import call_location, error_response, handler, read_json
 from shared.models import CallRecord
 from shared.settings import load_settings
-from tests.fakes import FakeCalls
+from tests.fakes import MemoryStorage
 
 RECORD = CallRecord(
     call_id="a b",
@@ -50,9 +53,18 @@ class Untouchable:
         raise AssertionError(f"{self._path}() was called")
 
 
-class ListContext:
-    def __init__(self, calls: FakeCalls) -> None:
-        self.calls = calls
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER_TENANT = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def context(storage: MemoryStorage | None = None, **settings: str) -> Context:
+    """A context whose tables and queues are in memory (building one does no I/O)."""
+    return Context(load_settings(settings), now=lambda: NOW, stores=(storage or MemoryStorage()).stores())
+
+
+def post(ctx: Context, body: dict[str, Any]) -> func.HttpResponse:
+    return http_api.register_call(ctx, request(body=json.dumps(body).encode()))
 
 
 # --- the request body --------------------------------------------------------------------------
@@ -180,29 +192,139 @@ def test_callid_is_checked_before_tenant_id_and_metadata():
     assert body_of(response)["error"]["code"] == "invalidCallId"
 
 
-def test_a_valid_registration_passes_the_validated_values_and_answers_201_then_200(monkeypatch):
-    calls: list[dict[str, Any]] = []
-    answers = iter([(RECORD, True), (RECORD, False)])
+def test_a_new_call_is_201_with_its_location_and_record_and_the_same_call_again_200_unchanged():
+    storage = MemoryStorage()
+    ctx = context(storage)
+    body = {"callId": "19:x@y", "tenantId": TENANT.upper(), "metadata": {"bot": "echo"}, "unknown": 1}
 
-    def register(calls_, memory, **values):
-        calls.append({k: v for k, v in values.items() if k in ("call_id", "tenant_id", "metadata")})
-        return next(answers)
+    created = post(ctx, body)
+    assert (created.status_code, created.headers["Location"]) == (201, "/api/calls/19%3Ax%40y")
+    record = body_of(created)
+    assert record["tenantId"] == TENANT and record["metadata"] == {"bot": "echo"}  # the tenant lowercased
+    assert record["registeredAt"] == "2026-11-27T12:00:00.000Z" and record["consecutiveFailures"] == 0
+    [row] = storage.calls.rows()
+    assert row["CallId"] == "19:x@y" and row["TenantId"] == TENANT
 
-    monkeypatch.setattr(registry, "register_explicitly", register)
-    body = b'{"callId": "19:x@y", "tenantId": "72F988BF-86F1-41AF-91AB-2D7CD011DB47", "unknown": 1}'
-    ctx = SimpleNamespace(calls=None, recent_ends=None, settings=load_settings({}), now=lambda: RECORD.registered_at)
+    for again in ({"callId": "19:x@y", "metadata": {"bot": "other"}}, {"callId": "19:x@y", "tenantId": TENANT}):
+        response = post(ctx, again)
+        assert response.status_code == 200 and body_of(response) == record and "Location" not in response.headers
 
-    created = http_api.register_call(ctx, request(body=body))
-    again = http_api.register_call(ctx, request(body=body))
 
-    assert calls == [{"call_id": "19:x@y", "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47", "metadata": {}}] * 2
-    assert (created.status_code, created.headers["Location"], body_of(created)) == (
-        201,
-        "/api/calls/19%3Ax%40y",
-        RECORD.to_json(),
-    )
-    assert (again.status_code, body_of(again)) == (200, RECORD.to_json())
-    assert "Location" not in again.headers
+def test_a_call_registered_under_another_tenant_is_a_409_and_stays_as_it_was():
+    storage = MemoryStorage()
+    ctx = context(storage)
+    post(ctx, {"callId": "c", "tenantId": TENANT})
+    response = post(ctx, {"callId": "c", "tenantId": OTHER_TENANT})
+    assert response.status_code == 409 and body_of(response)["error"]["code"] == "conflict"
+    [row] = storage.calls.rows()
+    assert row["TenantId"] == TENANT
+
+
+def test_the_tenant_defaults_to_graph_tenant_id():
+    ctx = context(GRAPH_TENANT_ID=TENANT.upper())
+    assert body_of(post(ctx, {"callId": "c"}))["tenantId"] == TENANT
+    assert body_of(post(ctx, {"callId": "d", "tenantId": OTHER_TENANT}))["tenantId"] == OTHER_TENANT
+
+
+def test_an_explicit_registration_clears_the_memory_of_the_calls_end():
+    storage = MemoryStorage()
+    storage.ends.remember("c", tenant_id=TENANT, reason="terminatedNotification", now=NOW)
+    assert post(context(storage), {"callId": "c", "tenantId": TENANT}).status_code == 201
+    assert not storage.ends.recently_ended("c", TENANT, NOW)
+
+
+def test_get_finds_a_call_and_delete_removes_it_once():
+    ctx = context()
+    created = body_of(post(ctx, {"callId": "a:b", "tenantId": TENANT}))
+    route = {"callId": "a:b"}
+    found = http_api.get_call(ctx, request("GET", route_params=route))
+    assert found.status_code == 200 and body_of(found) == created
+    assert http_api.delete_call(ctx, request("DELETE", route_params=route)).status_code == 204
+    for handler_name in ("get_call", "delete_call"):
+        gone = getattr(http_api, handler_name)(ctx, request("GET", route_params=route))
+        assert gone.status_code == 404
+        assert body_of(gone) == {"error": {"code": "callNotFound", "message": "no call is registered with that callId"}}
+
+
+BAD_BODIES = [
+    (b"not json", 400, "invalidRequest"),
+    (b"", 400, "invalidRequest"),
+    (b"\xff\xfe", 400, "invalidRequest"),
+    (b"[1, 2]", 400, "invalidRequest"),
+    (b'"callId"', 400, "invalidRequest"),
+    (b"null", 400, "invalidRequest"),
+    (b"[" * 100_000 + b"]" * 100_000, 413, "payloadTooLarge"),
+    (b"[" * 30_000 + b"]" * 30_000, 400, "invalidRequest"),
+    (b'{"tenantId": "' + TENANT.encode() + b'"}', 400, "invalidRequest"),
+    (b'{"callId": null}', 400, "invalidCallId"),
+    (b'{"callId": 42}', 400, "invalidCallId"),
+    (b'{"callId": ""}', 400, "invalidCallId"),
+    (b'{"callId": ["a"]}', 400, "invalidCallId"),
+    (json.dumps({"callId": "x" * 257}).encode(), 400, "invalidCallId"),
+    (b'{"callId": "a/b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\\\b"}', 400, "invalidCallId"),
+    (b'{"callId": "a#b"}', 400, "invalidCallId"),
+    (b'{"callId": "a?b"}', 400, "invalidCallId"),
+    (b'{"callId": "a b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u00a0b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u2003b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u3000b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\nb"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u0000b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u007fb"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u0085b"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u009fb"}', 400, "invalidCallId"),
+    (b'{"callId": "a\\ud800b"}', 400, "invalidCallId"),
+    (b'{"callId": "."}', 400, "invalidCallId"),
+    (b'{"callId": ".."}', 400, "invalidCallId"),
+    (b'{"callId": "a\\u200bb"}', 400, "invalidCallId"),  # zero-width space (Cf)
+    (b'{"callId": "a\\u202eb"}', 400, "invalidCallId"),  # right-to-left override (bidi control)
+    (b'{"callId": "a\\u2066b"}', 400, "invalidCallId"),  # left-to-right isolate
+    (b'{"callId": "\\ufeffa"}', 400, "invalidCallId"),  # BOM
+    (b'{"callId": "a\\u200db"}', 400, "invalidCallId"),  # zero-width joiner
+    (b'{"callId": "a\\u00adb"}', 400, "invalidCallId"),  # soft hyphen
+    (b'{"callId": "c", "tenantId": "not-a-guid"}', 400, "invalidTenantId"),
+    (b'{"callId": "c", "tenantId": 7}', 400, "invalidTenantId"),
+    (b'{"callId": "c", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47\\n"}', 400, "invalidTenantId"),
+    (b'{"callId": "c", "tenantId": "{72f988bf-86f1-41af-91ab-2d7cd011db47}"}', 400, "invalidTenantId"),
+    (b'{"callId": "c", "metadata": "x"}', 400, "invalidMetadata"),
+    (b'{"callId": "c", "metadata": ["x"]}', 400, "invalidMetadata"),
+    (b'{"callId": "c", "metadata": {"a": 1}}', 400, "invalidMetadata"),
+    (b'{"callId": "c", "metadata": {"a": null}}', 400, "invalidMetadata"),
+    (b'{"callId": "c", "metadata": {"a": {"b": "c"}}}', 400, "invalidMetadata"),
+    (b'{"callId": "c", "metadata": {"a": "\\udc00"}}', 400, "invalidMetadata"),
+    (json.dumps({"callId": "c", "metadata": {"k": "v" * 4090}}).encode(), 400, "invalidMetadata"),
+    (json.dumps({"callId": "c", "pad": "x" * 65_536}).encode(), 413, "payloadTooLarge"),
+]
+
+
+def forged(keys: dict[str, str | None]) -> str:
+    """A token of the previous format with its checksum computed from the salt anyone could read in the code."""
+    payload = json.dumps(keys, separators=(",", ":")).encode()
+    checksum = hashlib.sha256(b"callkeeper-continuation-v1" + payload).hexdigest()[:16]
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + checksum
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"), BAD_BODIES, ids=[f"{c}-{i}" for i, (_, _, c) in enumerate(BAD_BODIES)]
+)
+def test_bad_input_is_refused_before_anything_is_read_or_stored(body, status, code):
+    response = http_api.register_call(Untouchable(), request(body=body))
+    assert response.status_code == status and body_of(response)["error"]["code"] == code
+
+
+def test_metadata_limit_is_4096_bytes_of_compact_utf8_json():
+    ctx = context()
+    overhead = len('{"k":""}')
+    fits = {"k": "é" * ((4096 - overhead) // 2)}
+    too_big = {"k": "é" * ((4096 - overhead) // 2) + "x" * 2}
+    assert post(ctx, {"callId": "fits", "metadata": fits}).status_code == 201
+    assert body_of(post(ctx, {"callId": "big", "metadata": too_big}))["error"]["code"] == "invalidMetadata"
+
+
+def test_unknown_fields_are_ignored():
+    response = post(context(), {"callId": "c", "unknown": {"deep": [1, 2]}, "registeredAt": "1999-01-01T00:00:00Z"})
+    assert response.status_code == 201 and body_of(response)["registeredAt"] == "2026-11-27T12:00:00.000Z"
 
 
 # --- GET and DELETE of a callId that could never be valid ------------------------------------------
@@ -217,12 +339,13 @@ def test_a_call_id_that_could_never_be_valid_is_not_found_without_a_lookup(handl
 # --- GET /api/calls: top and continuationToken -----------------------------------------------------
 @pytest.mark.parametrize(("raw", "top"), [(None, 100), ("1", 1), ("1000", 1000), ("0042", 42), ("000000100", 100)])
 def test_top_is_an_integer_from_1_to_1000_and_100_by_default(raw, top):
-    calls = FakeCalls(page=[RECORD])
+    storage = MemoryStorage()
+    post(ctx := context(storage), {"callId": "a:b", "metadata": {"k": "v"}})
     params = {} if raw is None else {"top": raw}
-    response = http_api.list_calls(ListContext(calls), request("GET", params=params))
+    response = http_api.list_calls(ctx, request("GET", params=params))
     assert response.status_code == 200
-    assert calls.asked == [(top, None)]
-    assert body_of(response) == {"value": [RECORD.to_json()]}
+    assert storage.calls.listed == [(top, None)]
+    assert body_of(response) == {"value": [body_of(http_api.get_call(ctx, request(route_params={"callId": "a:b"})))]}
 
 
 @pytest.mark.parametrize(
@@ -243,16 +366,47 @@ def test_an_empty_continuation_token_is_refused_and_nothing_is_read():
     }
 
 
-def test_the_token_is_handed_to_the_store_and_the_next_link_is_relative_and_percent_encoded():
-    calls = FakeCalls(page=[RECORD], next_token="eyJ.a+b/c=")
-    response = http_api.list_calls(ListContext(calls), request("GET", params={"top": "5", "continuationToken": "T.1"}))
-    assert calls.asked == [(5, "T.1")]
+def test_the_next_link_is_relative_and_its_token_leads_to_the_rest():
+    storage = MemoryStorage()
+    ctx = context(storage)
+    for call_id in ("a", "b", "c"):
+        post(ctx, {"callId": call_id})
+    first = body_of(http_api.list_calls(ctx, request("GET", params={"top": "2"})))
+    link = first["nextLink"]
+    assert link.startswith("/api/calls?top=2&continuationToken=")
+    token = link.rsplit("=", 1)[1]
+    rest = body_of(http_api.list_calls(ctx, request("GET", params={"top": "2", "continuationToken": token})))
+    assert storage.calls.listed == [(2, None), (2, token)]
+    assert sorted(r["callId"] for r in first["value"] + rest["value"]) == ["a", "b", "c"]
+    assert "nextLink" not in rest  # the last page has no next link
+
+
+def test_a_token_the_api_never_issued_is_an_invalid_request():
+    response = http_api.list_calls(context(), request("GET", params={"continuationToken": "eyJ.a+b/c="}))
+    assert response.status_code == 400
     assert body_of(response) == {
-        "value": [RECORD.to_json()],
-        "nextLink": "/api/calls?top=5&continuationToken=eyJ.a%2Bb%2Fc%3D",
+        "error": {"code": "invalidRequest", "message": "continuationToken is not one this API issued"}
     }
 
 
-def test_the_last_page_has_no_next_link():
-    response = http_api.list_calls(ListContext(FakeCalls(page=[RECORD], next_token=None)), request("GET"))
-    assert "nextLink" not in body_of(response)
+@pytest.mark.parametrize(
+    "token",
+    [
+        "bogus",
+        "eyJwayI6IjAwIn0",
+        "eyJwayI6IjAwIn0.0000",
+        forged({"pk": "1!8!MDA-", "rk": "1!88!YWJj"}),  # the service's own form of a key
+        forged({"pk": "zz", "rk": None}),
+        "64-" + "0" * 64,  # a partition the app never writes
+        "07-" + "A" * 64,  # a row key the app never writes
+        "07-" + "0" * 64 + "x" * 1000,  # over 1,024 characters
+    ],
+    ids=["bogus", "old form", "old form, checksum", "forged service keys", "forged other partition", "partition 64",
+         "upper-case row key", "too long"],
+)  # fmt: skip
+def test_a_token_naming_keys_the_app_never_writes_is_refused(token):
+    storage = MemoryStorage()
+    ctx = context(storage)
+    post(ctx, {"callId": "c"})
+    response = http_api.list_calls(ctx, request("GET", params={"top": "1", "continuationToken": token}))
+    assert response.status_code == 400 and body_of(response)["error"]["code"] == "invalidRequest"
