@@ -4,37 +4,35 @@ The identity form (`AzureWebJobsStorage__tableServiceUri`, `__queueServiceUri`, 
 `__clientId`) is read by `load_storage`, which names what is wrong without quoting it (a service URI's query may
 hold a SAS `sig=`). The connection-string form is checked by `connection_string_problem`:
 
-The storage SDKs refuse some malformed strings only when a client is built (`ValueError`), accept
-others and fail on the first request (an `AccountKey` that is not base64), or quietly build an
-endpoint such as `https://ftp://host`. `connection_string_problem` finds those up front, so a
-malformed setting is reported as such (`503 storageUnavailable` naming the setting; the command line
-exits 2) rather than as storage being down. A problem never quotes the string: it may hold a key.
+It is parsed by `azure.core.utils.parse_connection_string`, the parser azure-data-tables builds its clients with
+(`Name=value` pairs separated by `;`, names in any case, no name twice, no value empty). The storage SDKs accept
+some strings that cannot work and fail on the first request (an `AccountKey` that is not base64), or quietly
+build an endpoint such as `https://ftp://host`; the checks here are those the parser lacks, so a malformed
+setting is reported as such (`503 storageUnavailable` naming the setting; the command line exits 2) rather than
+as storage being down. A problem never quotes the string: it may hold a key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from azure.core.utils import parse_connection_string
 
 SETTING = "AzureWebJobsStorage"
 DEVELOPMENT = "UseDevelopmentStorage=true"
 _ENDPOINTS = ("TableEndpoint", "QueueEndpoint", "BlobEndpoint", "FileEndpoint")
 
 
-def parse(value: str) -> dict[str, str] | None:
-    """The `Name=value` pairs of a connection string (names compared case-insensitively), or None."""
-    pairs: dict[str, str] = {}
-    for part in value.split(";"):
-        if not part.strip():
-            continue
-        name, sep, item = part.partition("=")
-        if not sep or not name.strip() or not item.strip():
-            return None
-        pairs[name.strip().casefold()] = item.strip()
-    return pairs or None
+def parse(value: str) -> Mapping[str, str] | None:
+    """The `Name=value` pairs of a connection string, by lowercase name; None when it is not one."""
+    try:
+        return parse_connection_string(value)  # names lowercased
+    except ValueError:  # blank, a part without `=` or a value, or a name twice
+        return None
 
 
 def connection_string_problem(value: str) -> str | None:
@@ -47,12 +45,12 @@ def connection_string_problem(value: str) -> str | None:
     if "usedevelopmentstorage" in pairs:  # a typo such as `ture`: say what was meant (the value holds no secret)
         return f"{SETTING} sets UseDevelopmentStorage to something other than true: for Azurite write " + DEVELOPMENT
     for name in _ENDPOINTS:
-        endpoint = pairs.get(name.casefold())
+        endpoint = pairs.get(name.lower())
         if endpoint is not None and (
             urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname
         ):
             return f"{SETTING} has a {name} that is not an http(s) URL"
-    has_endpoints = all(name.casefold() in pairs for name in ("TableEndpoint", "QueueEndpoint"))
+    has_endpoints = all(name.lower() in pairs for name in ("TableEndpoint", "QueueEndpoint"))
     if "accountname" not in pairs and not has_endpoints:
         return f"{SETTING} names no AccountName (nor a TableEndpoint and a QueueEndpoint)"
     key = pairs.get("accountkey")

@@ -19,6 +19,7 @@ from shared.ratelimit import RateLimiter
 from shared.settings import Settings, load_from_environment
 from shared.signing_keys import NotificationKeys
 from shared.storage import (
+    AzureRows,
     CallEventsQueue,
     Calls,
     CallsTable,
@@ -72,7 +73,7 @@ class Context:
         self.storage = Storage(settings, self.on_storage_request)
         if stores is None:
             stores = Stores(
-                calls=CallsTable(self.storage),
+                calls=CallsTable(AzureRows(self.storage)),
                 cleanup=CleanupQueue(self.storage, settings.cleanup_queue_name),
                 call_events=CallEventsQueue(self.storage, settings) if settings.events_enabled else None,
                 recent_ends=RecentEnds(self.storage, settings.ended_table_name),
@@ -111,7 +112,7 @@ class Context:
 
     def limiter(self) -> RateLimiter:
         """This instance's pace of Graph requests per tenant, shared by every sweep of the process: each sweep
-        sets its share of KEEPALIVE_TENANT_RATE (`RateLimiter.share`); outside a sweep, the whole rate.
+        paces at its share of KEEPALIVE_TENANT_RATE (`RateLimiter.pacing`); outside a sweep, the whole rate.
 
         Its slots are real time (milliseconds apart); a 429's pause lasts as long as the throttled call's own
         wait, which runs on `sleep`, so an injected sleep makes the pause as short as that wait.

@@ -1,6 +1,6 @@
 """Every exception the app raises on purpose, in one tree.
 
-KeepAliveError
+CallkeeperError
 ├── ApiError(message)              answered as {"error": {"code", "message"}} with `status` (and `retry_after`)
 │   ├── InvalidRequest             400 invalidRequest
 │   ├── InvalidCallId              400 invalidCallId
@@ -10,8 +10,9 @@ KeepAliveError
 │   ├── CallNotFound               404 callNotFound
 │   ├── Conflict                   409 conflict
 │   ├── PayloadTooLarge            413 payloadTooLarge
-│   └── StorageUnavailable         503 storageUnavailable, Retry-After: 10
-│       ├── StorageMisconfigured   AzureWebJobsStorage itself is malformed (names the setting)
+│   └── StorageError               503 storageUnavailable, Retry-After: 10: storage cannot serve the app
+│       ├── StorageUnavailable     an outage: unreachable, 5xx, 408, 429, a lost connection (try again later)
+│       ├── StorageMisconfigured   a storage setting cannot be used as it is (names the setting)
 │       ├── StorageAccessDenied    401/403 from storage: the identity lacks `role`, or a wrong key
 │       └── StorageTlsError        the storage endpoint's certificate could not be verified
 ├── SettingsError(problems)        a missing or invalid setting, each problem naming it
@@ -20,6 +21,8 @@ KeepAliveError
 ├── UnreadableRow(reason)          a table row this app did not write (or damaged): skipped, left in place
 ├── UnstorableEntity(reason)       an entity Table Storage would refuse (a value out of range, too large): not sent
 ├── TransactionFailed(status)      Table Storage refused an entity group transaction; nothing of it was written
+├── EntityRefused(status)          Table Storage refused one write (a 4xx other than 404/409/412): it costs that call
+├── RowModified(status)            a conditional write met a row changed since it was read (412): read it again
 ├── KeysUnavailable                the notification signing keys could not be fetched or read
 ├── InvalidWorkMessage             a fan-out work message that is not ours: logged and dropped
 ├── RangeIncomplete                a work range's sweep did not finish: the queue delivers it again
@@ -38,11 +41,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-class KeepAliveError(Exception):
-    """Base of every error the app raises on purpose."""
+class CallkeeperError(Exception):
+    """Base of every error the app raises on purpose (the command line's `UsageError` too)."""
 
 
-class ApiError(KeepAliveError):
+class ApiError(CallkeeperError):
     code = "internalError"
     status = 500
     retry_after: int | None = None  # seconds, answered as a Retry-After header
@@ -84,18 +87,25 @@ class PayloadTooLarge(ApiError):
     code, status = "payloadTooLarge", 413
 
 
-class StorageUnavailable(ApiError):
+class StorageError(ApiError):
+    """Storage cannot serve the app: the API answers `503 storageUnavailable` whatever the cause (each subclass)."""
+
     code, status = "storageUnavailable", 503
     retry_after = 10
 
 
-class StorageMisconfigured(StorageUnavailable):
-    """`AzureWebJobsStorage` cannot be used as it is (a connection string that cannot be parsed)."""
+class StorageUnavailable(StorageError):
+    """An outage: storage is unreachable or failing (5xx, 408, 429, a lost connection); try again later."""
+
+
+class StorageMisconfigured(StorageError):
+    """A storage setting cannot be used as it is (`AzureWebJobsStorage` that cannot be parsed, an unusable
+    CALL_EVENTS_QUEUE_NAME): a configuration problem, not an outage."""
 
     setting = "AzureWebJobsStorage"
 
 
-class StorageAccessDenied(StorageUnavailable):
+class StorageAccessDenied(StorageError):
     """Storage refused the app's identity or key (401/403): a configuration problem, not an outage."""
 
     def __init__(self, message: str, *, service: str, role: str) -> None:
@@ -104,13 +114,13 @@ class StorageAccessDenied(StorageUnavailable):
         self.role = role
 
 
-class StorageTlsError(StorageUnavailable):
+class StorageTlsError(StorageError):
     """The storage endpoint's TLS certificate could not be verified (see REQUESTS_CA_BUNDLE)."""
 
     setting = "REQUESTS_CA_BUNDLE"
 
 
-class UnreadableRow(KeepAliveError):
+class UnreadableRow(CallkeeperError):
     """A row of the calls table that this app cannot read as a call; `reason` says why (never its values)."""
 
     def __init__(self, reason: str) -> None:
@@ -118,7 +128,7 @@ class UnreadableRow(KeepAliveError):
         self.reason = reason
 
 
-class UnstorableEntity(KeepAliveError):
+class UnstorableEntity(CallkeeperError):
     """An entity that Table Storage would refuse (an Int32 out of range, a string or entity too large, a date
     outside 1601-9999, ...): checked before it is sent, so it costs only itself; `reason` names the property."""
 
@@ -127,7 +137,7 @@ class UnstorableEntity(KeepAliveError):
         self.reason = reason
 
 
-class SettingsError(KeepAliveError):
+class SettingsError(CallkeeperError):
     """One or more settings are missing or invalid; each problem names its setting."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -143,7 +153,7 @@ class SettingsFileError(SettingsError):
         self.path = path
 
 
-class TokenError(KeepAliveError):
+class TokenError(CallkeeperError):
     """No app token could be had for a tenant; `code` is short and machine-readable (e.g. `invalid_client`).
 
     The message never holds a secret or a token.
@@ -155,7 +165,7 @@ class TokenError(KeepAliveError):
         self.code = code
 
 
-class TransactionFailed(KeepAliveError):
+class TransactionFailed(CallkeeperError):
     """The service refused the changeset as a whole; nothing of it was written."""
 
     def __init__(self, status: int, *, index: int | None = None, code: str | None = None) -> None:
@@ -170,23 +180,39 @@ class TransactionFailed(KeepAliveError):
         return self.status in (404, 412)
 
 
-class KeysUnavailable(KeepAliveError):
+class EntityRefused(CallkeeperError):
+    """Table Storage refused a write with a 4xx other than 404, 409 and 412: this entity (or this request) only."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"storage refused the entity status={status}")
+        self.status = status
+
+
+class RowModified(CallkeeperError):
+    """A conditional write (If-Match) met a row that changed since it was read (412): it is read again."""
+
+    def __init__(self, status: int = 412) -> None:
+        super().__init__(f"the row changed since it was read status={status}")
+        self.status = status
+
+
+class KeysUnavailable(CallkeeperError):
     """The OpenID configuration or its key set could not be fetched or read."""
 
 
-class InvalidWorkMessage(KeepAliveError):
+class InvalidWorkMessage(CallkeeperError):
     """A work message that is not one the timer wrote; the text names the problem."""
 
 
-class RangeIncomplete(KeepAliveError):
+class RangeIncomplete(CallkeeperError):
     """A work range whose sweep could not finish: raised so that the host delivers the message again."""
 
 
-class InvalidCallEvent(KeepAliveError):
+class InvalidCallEvent(CallkeeperError):
     """A message of CALL_EVENTS_QUEUE_NAME that is not a `callEnded` event the app wrote; the text says why."""
 
 
-class _TopicError(KeepAliveError):
+class _TopicError(CallkeeperError):
     def __init__(self, message: str, *, status: int | None, code: str) -> None:
         super().__init__(message)
         self.status = status
@@ -202,11 +228,11 @@ class TopicRefused(_TopicError):
     """The Event Grid topic answered with any other error status: sending the same event again cannot help."""
 
 
-class InvalidAuthenticationString(KeepAliveError):
+class InvalidAuthenticationString(CallkeeperError):
     """`APPLICATIONINSIGHTS_AUTHENTICATION_STRING` is not `Authorization=AAD[;ClientId=<guid>]`."""
 
 
-class UsageError(KeepAliveError):
+class UsageError(CallkeeperError):
     """Bad command-line usage: argparse's message, the usage line and the (sub)command's name."""
 
     def __init__(self, message: str, *, usage: str, prog: str) -> None:

@@ -177,7 +177,7 @@ def estimate_calls(calls: Calls, threshold: int, default_tenant: str | None = No
 
 
 def enqueue(queue: WorkQueue, ranges: Sequence[WorkRange]) -> None:
-    """One message per range on the work queue. Raises `StorageUnavailable` part way."""
+    """One message per range on the work queue. Raises `StorageError` part way."""
     backlog = queue.backlog()
     if backlog:
         logger.warning(

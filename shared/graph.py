@@ -170,7 +170,12 @@ class GraphClient:
 
     def url(self, call_id: str) -> str:
         """The keepAlive URL, with the callId percent-encoded as one path segment."""
-        return f"{self._settings.graph_base_url}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
+        return self.keep_alive_url(self._settings.graph_base_url, call_id)
+
+    @staticmethod
+    def keep_alive_url(graph_base_url: str, call_id: str) -> str:
+        """`POST` here keeps a call alive: the callId percent-encoded as one path segment (the dry run logs it)."""
+        return f"{graph_base_url}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
 
     def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
         url = self.url(call_id)

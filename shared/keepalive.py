@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from shared.budget import TenantCounts, schedule_interval, warn_if_too_slow
+from shared.budget import TenantCounts, warn_if_too_slow
 from shared.context import Context
-from shared.errors import InvalidWorkMessage, KeepAliveError, RangeIncomplete, SettingsError, StorageUnavailable
+from shared.errors import CallkeeperError, InvalidWorkMessage, RangeIncomplete, SettingsError, StorageError
 from shared.fanout import (
     MAX_DEQUEUE_COUNT,
     WorkMessage,
@@ -32,6 +32,7 @@ from shared.fanout import (
     plan_ranges,
 )
 from shared.logsafe import get_logger, safe
+from shared.schedule import schedule_interval
 from shared.settings import Settings
 from shared.storage import PAGE_SIZE, EndMemory, Purged, SkippedRows
 from shared.summary import TickSummary
@@ -75,7 +76,7 @@ def preflight(ctx: Context, *, dry: bool) -> tuple[Sender, Writer]:
             logger.error("call events not published: invalid settings: %s", "; ".join(settings.events_problems))
     try:
         ctx.prepare_storage(not dry)
-    except StorageUnavailable:
+    except StorageError:
         logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
         raise
     return sender, writer
@@ -90,7 +91,7 @@ def run_tick(
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry, on_progress=on_progress)
     skipped = SkippedRows()
     tenants = TenantCounts(ctx.settings.tenant_id)  # counted on the way: the budget check needs no read of its own
-    with ctx.limiter().share(ctx.settings.tenant_rate):  # the whole table: the whole budget
+    with ctx.limiter().pacing(ctx.settings.tenant_rate):  # the whole table: the whole budget
         summary = sweep.run(read_ahead(tenants.pages(ctx.calls.pages(PAGE_SIZE, skipped))), skipped)
     logger.info("%s", summary.log_text(), extra=summary_fields(summary))
     warn_if_too_slow(tenants.largest(), ctx.settings.tenant_rate, schedule_interval(ctx.settings.schedule))
@@ -108,7 +109,7 @@ def run_timer(ctx: Context, *, past_due: bool) -> None:
     preflight(ctx, dry=False)  # nothing is fanned out with a bad setting or storage down
     try:
         estimate = estimate_calls(ctx.calls, settings.fanout_threshold, settings.tenant_id)
-    except StorageUnavailable:
+    except StorageError:
         logger.error("keepalive tick not run: storage unavailable (AzureWebJobsStorage); nothing changed")
         raise
     interval = schedule_interval(settings.schedule)
@@ -127,7 +128,7 @@ def fan_out(ctx: Context, estimate: int) -> list[WorkRange]:
     ranges = plan_ranges(estimate, settings.fanout_threshold, new_tick_id(), settings.tenant_rate)
     try:
         enqueue(ctx.work_queue, ranges)
-    except StorageUnavailable:
+    except StorageError:
         logger.error(
             "keepalive fanout failed: storage unavailable; ranges not queued wait for the next tick tickId=%s",
             ranges[0].tick_id,
@@ -175,7 +176,7 @@ def run_work(ctx: Context, message: WorkMessage) -> TickSummary | None:
     sweep = Sweep(ctx.settings, sender, writer, ctx.now, dry_run=dry)
     skipped = SkippedRows()
     pages = (page for part in work.partitions for page in ctx.calls.partition_pages(part, PAGE_SIZE, skipped))
-    with ctx.limiter().share(work.share(ctx.settings.tenant_rate)):  # this range's share of the fleet's budget
+    with ctx.limiter().pacing(work.share(ctx.settings.tenant_rate)):  # this range's share of the fleet's budget
         summary = sweep.run(read_ahead(pages), skipped)
     logger.info(
         "%s partitions=%s tickId=%s dequeueCount=%d",
@@ -217,7 +218,7 @@ def purge_quietly(
     """
     try:
         purged = memory.purge(now(), budget=budget, clock=clock)
-    except KeepAliveError as error:
+    except CallkeeperError as error:
         logger.warning("ended calls not purged error=%s; the next timer invocation tries again", type(error).__name__)
         return None
     if purged.left:

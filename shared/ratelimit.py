@@ -1,6 +1,6 @@
 """Per-tenant pacing of Graph requests on one instance: its share of the fleet's budget, and a brake on 429.
 
-    with RateLimiter.share(rate):         a sweep paces each tenant at `rate` per second (its share of
+    with RateLimiter.pacing(share):       a sweep paces each tenant at `share` per second (its share of
                                           KEEPALIVE_TENANT_RATE, see shared/budget.py) while it runs
     RateLimiter.acquire(tenant)           before each request: waits while the tenant is paused, then for its slot
     with RateLimiter.pause(tenant, s):    a call that got 429 waits out its Retry-After inside this block
@@ -96,17 +96,17 @@ class RateLimiter:
             return self._rate()
 
     @contextmanager
-    def share(self, rate: float) -> Iterator[None]:
-        """A sweep's share of the budget, per tenant, for the length of the block."""
-        if rate <= 0:
+    def pacing(self, share: float) -> Iterator[None]:
+        """Each tenant paced at a sweep's `share` of the budget (per second), for the length of the block."""
+        if share <= 0:
             raise ValueError("rate must be positive")
         with self._changed:
-            self._shares.append(rate)
+            self._shares.append(share)
         try:
             yield
         finally:
             with self._changed:
-                self._shares.remove(rate)
+                self._shares.remove(share)
                 if not self._shares:  # between sweeps, only braked tenants are worth remembering
                     now = self._clock()
                     for tenant in [t for t, state in self._tenants.items() if self._idle(state, now)]:
@@ -174,7 +174,7 @@ class RateLimiter:
                 self._changed.notify_all()
 
     def factor(self, tenant_id: str) -> float:
-        """The share of its full rate `tenant_id` may use now (1.0 when not braked)."""
+        """The fraction of its full rate `tenant_id` may use now (1.0 when not braked)."""
         with self._changed:
             state = self._tenants.get(tenant_id.lower())
             return 1.0 if state is None else self._recover(state, self._clock()).factor

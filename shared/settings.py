@@ -1,8 +1,8 @@
 """The app's settings: the only module that reads the environment.
 
 `load_settings(environ)` never raises. It applies the contract's defaults and records every bad
-setting by name, in groups, so that a broken Graph or tuning setting leaves the HTTP API working
-(`graph_problems`) while storage problems make the API answer `503 storageUnavailable`
+setting by name, in groups, so that a broken Graph or tuning setting leaves the HTTP API working (it only
+stops the tick: `tick_problems`) while storage problems make the API answer `503 storageUnavailable`
 (`storage_problems`). The call-events settings (`CALL_EVENTS_*`) have groups of their own, since the
 HTTP API never reads them and a bad one must never drop an event:
 
@@ -103,8 +103,9 @@ class Settings:
     events_topic_problems: tuple[str, ...] = ()
 
     @property
-    def graph_problems(self) -> tuple[str, ...]:
-        """What stops a tick: bad Graph or tuning settings, and the credential unless this is a dry run."""
+    def tick_problems(self) -> tuple[str, ...]:
+        """What stops a tick as configured (GRAPH_DRY_RUN): bad Graph or tuning settings, the credential unless this
+        is a dry run, and an events queue that ending calls could not write (`problems`)."""
         return self.problems(dry_run=self.dry_run)
 
     def problems(self, *, dry_run: bool) -> tuple[str, ...]:

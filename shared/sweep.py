@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from shared.errors import KeepAliveError, TickInterrupted
+from shared.errors import CallkeeperError, TickInterrupted
 from shared.events import call_ended_event
 from shared.graph import KeepAliveResult
 from shared.loglimit import failure_budget, failure_level
@@ -123,7 +123,7 @@ class Sweep:
         stopped: list[BaseException] = []
         calls = 0
 
-        def work() -> None:
+        def sweep_calls() -> None:  # one worker: the next call, until there is none
             nonlocal calls
             while True:
                 with take:
@@ -148,29 +148,29 @@ class Sweep:
         begun = 0
         finished = threading.Semaphore(0)
 
-        def run_work() -> None:
+        def worker() -> None:  # a worker's thread: counted in, and out whatever happens
             nonlocal begun
             with take:
                 begun += 1
             try:
-                work()
+                sweep_calls()
             finally:
                 finished.release()
 
         with failure_budget(logger):  # per-call failure warnings: the first 20, then one line with the rest's count
             workers = [  # each in a copy of this context, which holds the budget
                 threading.Thread(
-                    target=contextvars.copy_context().run, args=(run_work,), name=f"keepalive-{i}", daemon=True
+                    target=contextvars.copy_context().run, args=(worker,), name=f"keepalive-{i}", daemon=True
                 )
                 for i in range(self.settings.concurrency)
             ]
             interrupted = False
             try:
                 try:
-                    for worker in workers:
-                        worker.start()
-                    for worker in workers:
-                        worker.join()
+                    for thread in workers:
+                        thread.start()
+                    for thread in workers:
+                        thread.join()
                 except KeyboardInterrupt:
                     interrupted = True
                     with take:
@@ -183,7 +183,7 @@ class Sweep:
         complete = not stopped
         if stopped and not interrupted:
             error = stopped[0]
-            if not isinstance(error, KeepAliveError):
+            if not isinstance(error, CallkeeperError):
                 raise error
             logger.error(
                 "keepalive tick could not read calls error=%s; calls not yet handled wait for the next tick",
@@ -211,7 +211,7 @@ class Sweep:
     def _one(self, record: CallRecord) -> CallOutcome:
         try:
             return self._keep_alive(record)
-        except KeepAliveError as error:  # storage failing mid-tick: the call stays for the next tick
+        except CallkeeperError as error:  # storage failing mid-tick: the call stays for the next tick
             logger.log(
                 failure_level(logging.ERROR),
                 "keepalive failed callId=%s error=%s",

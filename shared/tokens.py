@@ -191,8 +191,8 @@ class TokenProvider:
 
     def check(self) -> None:
         """Raise `SettingsError` when the Graph settings or the certificate cannot work. No network."""
-        if self._settings.graph_problems:
-            raise SettingsError(self._settings.graph_problems)
+        if self._settings.tick_problems:
+            raise SettingsError(self._settings.tick_problems)
         if self._settings.certificate_path and not self._settings.dry_run:
             self._load_certificate()
 
@@ -278,8 +278,8 @@ class TokenProvider:
 
     def _build_app(self, tenant: str) -> Any:
         settings = self._settings
-        if settings.graph_problems:
-            raise SettingsError(settings.graph_problems)
+        if settings.tick_problems:
+            raise SettingsError(settings.tick_problems)
         logger.debug("graph token client created tenantId=%s authority=%s", tenant, settings.authority_host)
         return msal.ConfidentialClientApplication(
             settings.client_id,

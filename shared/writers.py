@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from shared.ending import end_call
-from shared.errors import KeepAliveError
-from shared.graph import KeepAliveResult
+from shared.errors import CallkeeperError
+from shared.graph import GraphClient, KeepAliveResult
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord
 from shared.settings import Settings
@@ -130,14 +129,14 @@ class BatchWriter:
             )
         except Exception as error:  # counted and logged: the sweep reports them as failures
             self._count_lost(batch)
-            level = logging.ERROR if isinstance(error, KeepAliveError) else logging.CRITICAL
+            level = logging.ERROR if isinstance(error, CallkeeperError) else logging.CRITICAL
             logger.log(
                 level,
                 "keepalive results not saved partition=%s calls=%d error=%s",
                 batch[0].record.keys[0],
                 len(batch),
                 type(error).__name__,
-                exc_info=not isinstance(error, KeepAliveError),
+                exc_info=not isinstance(error, CallkeeperError),
             )
             return
         lost = [
@@ -184,6 +183,6 @@ class DryRunSender:
         self._root = settings.graph_base_url
 
     def keep_alive(self, call_id: str, tenant_id: str) -> KeepAliveResult:
-        url = f"{self._root}/v1.0/communications/calls/{quote(call_id, safe='')}/keepAlive"
+        url = GraphClient.keep_alive_url(self._root, call_id)
         logger.info("dry run: would send POST %s tenantId=%s callId=%s", url, tenant_id, safe(call_id))
         return KeepAliveResult.not_sent()

@@ -17,24 +17,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.errors import StorageUnavailable, UnreadableRow
+from shared.errors import RowModified, StorageUnavailable, TransactionFailed
 from shared.events import event_text
 from shared.graph import KeepAliveResult
-from shared.models import CallRecord, call_keys
-from shared.paging import decode_token, encode_token, first_key_at_or_after
+from shared.models import CallRecord
 from shared.storage import (
     BATCH_SIZE,
     ENDED_MEMORY,
     PAGE_SIZE,
-    Change,
+    CallsTable,
     EventQueue,
-    NotSaved,
     Purged,
-    SkippedRows,
     Stores,
 )
 from shared.sweep import Unsaved
@@ -332,124 +328,118 @@ class StorageFaults:
         raise fault.error()
 
 
-class MemoryCalls:
-    """The calls table (`shared.storage.Calls`) in memory: rows are entities as `CallRecord.to_entity` makes them
-    (any other can be planted with `put_row`), each with an ETag that changes on every write; conditional writes
-    answer as Table Storage's (404: gone, 409: exists, 412: changed meanwhile, then read again)."""
+class Row(dict[str, Any]):
+    """A row as read: its properties, and its ETag in `metadata` (as the SDK's entities hold it)."""
+
+    def __init__(self, entity: Mapping[str, Any], etag: str) -> None:
+        super().__init__(entity)
+        self.metadata = {"etag": etag}
+
+
+class MemoryRows:
+    """The calls table's rows (`shared.storage.Rows`) in memory, for `CallsTable` to run over: each row with an
+    ETag that changes on every write, answering as Table Storage does (an insert over a row: False, 409; a row that
+    is not there: None or False, 404; an ETag that no longer matches: `RowModified`, 412; a changeset all or
+    none, `TransactionFailed` naming the failing index). Any row can be planted with `put`."""
 
     def __init__(self, faults: StorageFaults | None = None) -> None:
         self.faults = faults or StorageFaults()
         self._rows: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
         self._lock = threading.RLock()
         self._version = 0
-        self.batches: list[list[str]] = []  # the callIds of each `update_all`, in order
-        self.listed: list[tuple[int, str | None]] = []  # what each `list_page` was asked: (top, token)
+        self.batches: list[list[str]] = []  # the CallIds of each transaction asked for, in order
+        self.replaced = 0  # rows replaced, alone or in a transaction
+        self.listed: list[tuple[tuple[str, str] | None, int]] = []  # each `from_key`: (start, count)
 
-    # --- rows and ETags ---
-    def _write(self, entity: Mapping[str, Any]) -> str:
-        self._version += 1
-        etag = f"W/\"datetime'{self._version}'\""
-        self._rows[(entity["PartitionKey"], entity["RowKey"])] = (dict(entity), etag)
-        return etag
-
-    def put_row(self, entity: Mapping[str, Any]) -> None:
+    # --- for tests: rows as they are ---
+    def put(self, entity: Mapping[str, Any]) -> None:
         """Store any entity as it is (a row of another program, or one damaged by hand)."""
         with self._lock:
             self._write(entity)
 
-    def rows(self) -> list[dict[str, Any]]:
+    def all(self) -> list[dict[str, Any]]:
         """Every stored entity, in key order (what a reader of the table with the SDK would see)."""
         with self._lock:
             return [dict(self._rows[key][0]) for key in sorted(self._rows)]
 
-    def remove_row(self, partition_key: str, row_key: str) -> None:
+    def remove(self, partition_key: str, row_key: str) -> None:
         """Delete a row whatever it holds (what an operator does by hand)."""
         with self._lock:
             self._rows.pop((partition_key, row_key), None)
 
-    def _read(self, key: tuple[str, str], skipped: SkippedRows | None = None) -> CallRecord | None:
+    def _write(self, entity: Mapping[str, Any]) -> str:
+        self._version += 1
+        etag = f"W/\"datetime'{self._version}'\""
+        stored = {name: value for name, value in entity.items() if "@" not in name and value is not None}
+        self._rows[(entity["PartitionKey"], entity["RowKey"])] = (stored, etag)
+        return etag
+
+    def _matches(self, key: tuple[str, str], etag: str | None, operation: str) -> bool:
+        """Whether the row is there (False: 404) with this ETag (else `RowModified`, 412)."""
+        if etag is None:  # the SDK refuses it so: "IfNotModified must be specified with etag."
+            raise ValueError(_violated(f"{operation} of {key} without the ETag it was read with"))
         stored = self._rows.get(key)
         if stored is None:
-            return None
-        entity, etag = stored
-        try:
-            return replace(CallRecord.from_entity(entity), etag=etag)
-        except UnreadableRow as error:
-            (skipped if skipped is not None else SkippedRows()).add(entity, error)
-            return None
+            return False
+        if stored[1] != etag:
+            raise RowModified()
+        return True
 
     # --- the Protocol ---
-    def insert(self, record: CallRecord) -> bool:
-        self.faults.check("calls.insert", record)
+    def create(self, entity: Mapping[str, Any]) -> bool:
+        self.faults.check("calls.create", entity)
         with self._lock:
-            if record.keys in self._rows:
+            if (entity["PartitionKey"], entity["RowKey"]) in self._rows:
                 return False
-            self._write(record.to_entity())
+            self._write(entity)
             return True
 
-    def get(self, call_id: str) -> CallRecord | None:
-        self.faults.check("calls.get", call_id)
+    def get(self, partition_key: str, row_key: str) -> Mapping[str, Any] | None:
+        self.faults.check("calls.get", partition_key, row_key)
         with self._lock:
-            record = self._read(call_keys(call_id))
-        return record if record is not None and record.call_id == call_id else None
+            stored = self._rows.get((partition_key, row_key))
+            return None if stored is None else Row(*stored)
 
-    def delete(self, record: CallRecord) -> bool:
-        self.faults.check("calls.delete", record)
-        if record.etag is None:  # the SDK refuses it so: "IfNotModified must be specified with etag."
-            raise ValueError(_violated(f"delete of {record.call_id!r} without the ETag it was read with"))
+    def replace(self, entity: Mapping[str, Any], etag: str | None) -> str | None:
+        self.faults.check("calls.replace", entity)
         with self._lock:
-            current = self._read(record.keys)
-            if current is None or current.registration_id != record.registration_id:
+            if not self._matches((entity["PartitionKey"], entity["RowKey"]), etag, "replace"):
+                return None
+            self.replaced += 1
+            return self._write(entity)
+
+    def delete(self, partition_key: str, row_key: str, etag: str | None) -> bool:
+        self.faults.check("calls.delete", partition_key, row_key)
+        with self._lock:
+            if not self._matches((partition_key, row_key), etag, "delete"):
                 return False
-            del self._rows[record.keys]
+            del self._rows[(partition_key, row_key)]
             return True
 
-    def update_all(
-        self, changes: Sequence[tuple[CallRecord, Change]], changed: Sequence[CallRecord]
-    ) -> list[CallRecord | None | NotSaved]:
+    def replace_all(self, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
         with self._lock:
-            self.batches.append([record.call_id for record, _ in changes])
-        self.faults.check("calls.update_all", changes)
-        if len(changes) > BATCH_SIZE or len({record.keys[0] for record, _ in changes}) > 1:  # CallsTable's refusal
-            raise ValueError(_violated(f"update_all takes at most {BATCH_SIZE} calls of one partition"))
-        if [new.call_id for new in changed] != [record.call_id for record, _ in changes]:
-            raise ContractViolation(_violated("update_all's `changed` is not each change applied to its record"))
-        if any(record.etag is None for record, _ in changes):
-            raise ContractViolation(_violated("update_all of a call without the ETag it was read with"))
+            self.batches.append([entity.get("CallId", "") for entity, _ in changes])
+        self.faults.check("calls.replace_all", changes)
+        if not 1 <= len(changes) <= BATCH_SIZE or len({entity["PartitionKey"] for entity, _ in changes}) != 1:
+            raise ValueError(_violated(f"a transaction holds 1 to {BATCH_SIZE} entities of one partition"))
         with self._lock:
-            current = [self._read(record.keys) for record, _ in changes]
-            if len(changes) > 1 and all(now is not None and now.etag == record.etag for now, (record, _) in
-                                        zip(current, changes, strict=True)):  # fmt: skip
-                return [replace(new, etag=self._write(new.to_entity())) for new in changed]  # one transaction
-            return [
-                self._update(record, change, now, done=new if len(changes) > 1 else None)
-                for (record, change), new, now in zip(changes, changed, current, strict=True)
-            ]
+            for index, (entity, etag) in enumerate(changes):
+                stored = self._rows.get((entity["PartitionKey"], entity["RowKey"]))
+                if stored is None:
+                    raise TransactionFailed(404, index=index, code="ResourceNotFound")
+                if stored[1] != etag:
+                    raise TransactionFailed(412, index=index, code="UpdateConditionNotSatisfied")
+            self.replaced += len(changes)
+            return [self._write(entity) for entity, _ in changes]
 
-    def _update(
-        self, record: CallRecord, change: Change, current: CallRecord | None, *, done: CallRecord | None
-    ) -> CallRecord | None:
-        """One conditional replace, as `CallsTable.update` makes it: gone or re-registered: None; changed
-        meanwhile: the change applied to the fresh row (unless it holds the change already, `done`)."""
-        if current is None or current.registration_id != record.registration_id:
-            return None
-        if current.etag != record.etag:
-            if done is not None and current == done:
-                return current
-            new = change(current)
-        else:
-            new = change(record)
-        return replace(new, etag=self._write(new.to_entity()))
-
-    def pages(self, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
-        return self._pages(None, page_size, skipped)
-
-    def partition_pages(
-        self, partition: str, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None
-    ) -> Iterator[list[CallRecord]]:
-        return self._pages(partition, page_size, skipped)
-
-    def _pages(self, partition: str | None, page_size: int, skipped: SkippedRows | None) -> Iterator[list[CallRecord]]:
+    def pages(
+        self,
+        *,
+        partition: str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int = PAGE_SIZE,
+        action: str = "list",
+    ) -> Iterator[Sequence[Mapping[str, Any]]]:
         """Read lazily after the last key read, as a query's continuation does: rows written meanwhile ahead of
         it are read, rows behind it are not."""
         after: tuple[str, str] | None = None
@@ -462,35 +452,23 @@ class MemoryCalls:
                     key
                     for key in self._rows
                     if (partition is None or key[0] == partition) and (after is None or key > after)
-                )[:page_size]
+                )[: min(page_size, PAGE_SIZE)]
                 if not keys:
                     return
                 after = keys[-1]
-                records = [record for key in keys if (record := self._read(key, skipped)) is not None]
-            if records:
-                yield records
+                page = [self._projected(key, select) for key in keys]
+            yield page
 
-    def count(self, *, more_than: int) -> int:
-        self.faults.check("calls.count", more_than)
+    def _projected(self, key: tuple[str, str], select: Sequence[str] | None) -> Row:
+        entity, etag = self._rows[key]
+        return Row(entity if select is None else {k: v for k, v in entity.items() if k in select}, etag)
+
+    def from_key(self, start: tuple[str, str] | None, count: int) -> list[Mapping[str, Any]]:
+        self.listed.append((start, count))
+        self.faults.check("calls.from_key", start, count)
         with self._lock:
-            return sum(1 for key in self._rows if self._readable(key))
-
-    def _readable(self, key: tuple[str, str]) -> bool:
-        try:
-            CallRecord.from_entity(self._rows[key][0])
-        except UnreadableRow:
-            return False
-        return True
-
-    def list_page(self, top: int, continuation_token: str | None) -> tuple[list[CallRecord], str | None]:
-        self.listed.append((top, continuation_token))
-        self.faults.check("calls.list_page", top, continuation_token)
-        start = decode_token(continuation_token) if continuation_token else None
-        with self._lock:
-            keys = sorted(key for key in self._rows if start is None or key >= start)[: top + 1]
-            records = [record for key in keys[:top] if (record := self._read(key)) is not None]
-        next_key = first_key_at_or_after(*keys[top]) if len(keys) > top else None
-        return records, None if next_key is None else encode_token(next_key)
+            keys = sorted(key for key in self._rows if start is None or key >= start)[:count]
+            return [self._projected(key, None) for key in keys]
 
 
 class MemoryQueue:
@@ -601,7 +579,8 @@ class MemoryStorage:
 
     def __init__(self, *, topic: bool = False) -> None:
         self.faults = StorageFaults()
-        self.calls = MemoryCalls(self.faults)
+        self.rows = MemoryRows(self.faults)
+        self.calls = CallsTable(self.rows)
         self.cleanup = MemoryQueue("cleanup", self.faults)
         self.call_events = MemoryQueue("call_events", self.faults) if topic else None
         self.ends = MemoryEnds(self.faults)

@@ -19,19 +19,19 @@ from requests.exceptions import SSLError
 from shared.connection_string import parse
 from shared.errors import (
     ApiError,
+    CallkeeperError,
     CallNotFound,
     Conflict,
     InvalidCallId,
     InvalidMetadata,
     InvalidRequest,
     InvalidTenantId,
-    KeepAliveError,
     SettingsError,
     SettingsFileError,
     StorageAccessDenied,
+    StorageError,
     StorageMisconfigured,
     StorageTlsError,
-    StorageUnavailable,
     TokenError,
     UsageError,
 )
@@ -281,11 +281,11 @@ ADVICE: list[tuple[type[BaseException], bool, Rule]] = [
     (ssl.SSLError, True, _tls),
     (SSLError, True, _tls),
     (ClientAuthenticationError, True, _storage_credential),
-    (StorageUnavailable, False, _storage),
+    (StorageError, False, _storage),
     (ApiError, False, _api),
     (TokenError, False, _token),
-    (KeepAliveError, False, _other_app_error),
-    (HttpResponseError, False, _storage_forbidden),  # not wrapped in StorageUnavailable
+    (CallkeeperError, False, _other_app_error),
+    (HttpResponseError, False, _storage_forbidden),  # not wrapped in a StorageError
     (KeyboardInterrupt, False, _interrupted),
     (BaseException, False, _unexpected),
 ]

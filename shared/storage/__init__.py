@@ -2,7 +2,9 @@
 
     _base.py       the seam: Calls, EventQueue, EndMemory, WorkQueue (and Stores, which bundles them);
                    PAGE_SIZE and BATCH_SIZE, the sizes Table Storage sets
-    _calls.py      CallsTable: the calls table (conditional writes, pages, counts, the API's pages)
+    _calls.py      CallsTable: the calls table's decisions (conditional writes, pages, counts, the API's pages)
+                   over its rows (`Rows`, the seam under it)
+    _table.py      AzureRows: those rows on Azure (the SDK and the wire path, behind the error boundary)
     _rows.py       rows read tolerantly: one the app cannot read is skipped, logged and counted
     _tablewire.py  the sweep's page reads and transactions on the table client's pipeline; the write check
     _ends.py       RecentEnds: the 24-hour memory of ended calls, and its purge
@@ -26,14 +28,16 @@ from shared.storage._base import (
     Stores,
     WorkQueue,
 )
-from shared.storage._calls import CallsTable
+from shared.storage._calls import CallsTable, Rows
 from shared.storage._clients import RequestHook, Storage
 from shared.storage._ends import ENDED_MEMORY, RecentEnds, ended_entity
 from shared.storage._faults import redact_sas_text
 from shared.storage._queues import CallEventsQueue, CleanupQueue, KeepaliveWorkQueue, PoisonQueue
 from shared.storage._rows import SkippedRows
+from shared.storage._table import AzureRows
 
 __all__ = [
+    "AzureRows",
     "BATCH_SIZE",
     "ENDED_MEMORY",
     "PAGE_SIZE",
@@ -49,6 +53,7 @@ __all__ = [
     "PoisonQueue",
     "Purged",
     "RecentEnds",
+    "Rows",
     "RequestHook",
     "SkippedRows",
     "Storage",

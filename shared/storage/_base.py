@@ -130,7 +130,7 @@ class Stores:
     recent_ends: EndMemory
     work: WorkQueue
     prepare: Callable[[bool], None]  # before a sweep: what it needs is there (with writes, the cleanup queue too),
-    #                                  created when missing; raises `StorageUnavailable` when storage cannot serve
+    #                                  created when missing; raises `StorageError` when storage cannot serve
 
     @property
     def event_queues(self) -> tuple[EventQueue, ...]:

@@ -1,5 +1,6 @@
-"""The calls table on Azure Table Storage (`CallsTable`, the `Calls` of shared/storage/_base.py): registration,
-lookup, paging, counting, and the tick's conditional writes.
+"""The calls table (`CallsTable`, the `Calls` of `_base`): registration, lookup, paging, counting, and the tick's
+conditional writes, decided here over the table's rows (`Rows`: Azure's in `_table`; in memory in tests/fakes.py,
+so that every decision runs in the unit tests too).
 
 A callId only ever reaches the table as a key derived from its hash (see `models.call_keys`), never inside a
 filter string. Rows the app cannot read are skipped (`_rows`). Listing pages travel to the caller as
@@ -9,24 +10,18 @@ continuation tokens that name an app key (shared/paging.py; any other token is r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from itertools import chain, islice
-from typing import Any
+from typing import Any, Protocol
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
-from shared.errors import StorageUnavailable, TransactionFailed, UnstorableEntity
+from shared.errors import EntityRefused, RowModified, StorageError, TransactionFailed, UnstorableEntity
 from shared.loglimit import failure_level
 from shared.logsafe import get_logger, safe
 from shared.models import CallRecord, call_keys
 from shared.paging import decode_token, encode_token, first_key_at_or_after
 from shared.storage._base import BATCH_SIZE, PAGE_SIZE, Change, NotSaved
-from shared.storage._clients import Storage, storage_errors
 from shared.storage._rows import SkippedRows, count_rows, read_rows
-from shared.storage._tablewire import query_pages, replace_all, sdk_entity, wire_entity
+from shared.storage._tablewire import wire_entity
 
 logger = get_logger(__name__)
 
@@ -36,53 +31,79 @@ _RECORD_PROPERTIES = (
 )  # fmt: skip
 
 
+class Rows(Protocol):
+    """What the calls table does to its table's rows, with Table Storage's answers: the seam under `CallsTable`.
+
+    A read row is a mapping of the row's properties with its ETag in `metadata["etag"]` (as the SDK's entities
+    and `_tablewire.WireEntity` hold it). Storage that cannot serve raises a `StorageError`.
+    """
+
+    def create(self, entity: Mapping[str, Any]) -> bool:
+        """Insert the row; False when a row holds its keys already (409)."""
+        ...
+
+    def get(self, partition_key: str, row_key: str) -> Mapping[str, Any] | None:
+        """The row; None when there is none (404)."""
+        ...
+
+    def replace(self, entity: Mapping[str, Any], etag: str | None) -> str | None:
+        """Replace the row if its ETag is `etag`: its new ETag (`""` when the service sent none); None when the row
+        is gone (404); `RowModified` when it changed meanwhile (412); `EntityRefused` when the service refused it."""
+        ...
+
+    def delete(self, partition_key: str, row_key: str, etag: str | None) -> bool:
+        """Delete the row if its ETag is `etag`: False when it was gone (404); `RowModified` when it changed (412)."""
+        ...
+
+    def replace_all(self, changes: Sequence[tuple[Mapping[str, Any], str]]) -> list[str | None]:
+        """`replace` of each (entity as `wire_entity` made it, ETag), rows of one partition, all or none: the new
+        ETags in order; `TransactionFailed` when refused (nothing written), `EntityRefused` when the request was."""
+        ...
+
+    def pages(
+        self,
+        *,
+        partition: str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int = PAGE_SIZE,
+        action: str = "list",
+    ) -> Iterator[Sequence[Mapping[str, Any]]]:
+        """The rows (of one partition, or all) in key order, a page at a time, read as they are needed; `action`
+        names the reading in a storage fault's log."""
+        ...
+
+    def from_key(self, start: tuple[str, str] | None, count: int) -> list[Mapping[str, Any]]:
+        """Up to `count` rows in key order from `start` on (the rest of its partition, then the partitions after
+        it), or from the first row."""
+        ...
+
+
 class CallsTable:
     """The calls table: registration, lookup, paging, and the tick's conditional writes.
 
-    Every entity written passes `tablewire.wire_entity`'s check of what Table Storage takes first.
+    Every outcome a tick writes passes `_tablewire.wire_entity`'s check of what Table Storage takes first.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, rows: Rows) -> None:
+        self._rows = rows
 
     def insert(self, record: CallRecord) -> bool:
         """Store a new call; False when one with that callId exists already."""
-        with storage_errors("insert"):
-            try:
-                self._storage.table().create_entity(sdk_entity(record.to_entity()))
-            except ResourceExistsError:
-                return False
-        return True
+        return self._rows.create(record.to_entity())
 
     def get(self, call_id: str) -> CallRecord | None:
-        partition_key, row_key = call_keys(call_id)
-        with storage_errors("get"):
-            try:
-                entity = self._storage.table().get_entity(partition_key, row_key)
-            except ResourceNotFoundError:
-                return None
-        records = read_rows([entity])
+        entity = self._rows.get(*call_keys(call_id))
+        records = read_rows([entity]) if entity is not None else []
         return records[0] if records and records[0].call_id == call_id else None
 
     def delete(self, record: CallRecord) -> bool:
         """Delete this registration of the call (not a newer one). False when it was gone already."""
         current: CallRecord | None = record
         while current is not None and current.registration_id == record.registration_id:
-            partition_key, row_key = current.keys
-            statuses: list[int] = []  # the SDK answers a delete of a missing entity quietly: look at the status
-            hook = statuses.append
-            with storage_errors("delete"):
-                try:
-                    self._storage.table().delete_entity(
-                        partition_key,
-                        row_key,
-                        etag=current.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                        raw_response_hook=lambda response, hook=hook: hook(response.http_response.status_code),
-                    )
-                    return not statuses or statuses[-1] != 404
-                except ResourceModifiedError:
-                    current = self.get(record.call_id)
+            try:
+                return self._rows.delete(*current.keys, current.etag)
+            except RowModified:
+                current = self.get(record.call_id)
         return False
 
     def update(self, record: CallRecord, change: Change, *, done: CallRecord | None = None) -> CallRecord | None:
@@ -91,26 +112,19 @@ class CallsTable:
         Returns the stored record, or None when the call (this registration of it) is gone. `done`: the
         record as it would be stored if this change had gone through already (a transaction whose answer
         was lost); found on a fresh read, it is not applied a second time. Raises `UnstorableEntity` (nothing
-        sent) for a change that storage would refuse.
+        sent) for a change that storage would refuse, `EntityRefused` for one it refused.
         """
         current: CallRecord | None = record
         while current is not None and current.registration_id == record.registration_id:
             if done is not None and current is not record and current == done:
                 return current
             changed = change(current)
-            with storage_errors("update"):
-                try:
-                    metadata = self._storage.table().update_entity(
-                        sdk_entity(changed.to_entity()),
-                        mode=UpdateMode.REPLACE,
-                        etag=current.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                    return _with_etag(changed, metadata)
-                except ResourceNotFoundError:
-                    return None
-                except ResourceModifiedError:
-                    current = self.get(record.call_id)
+            try:
+                etag = self._rows.replace(changed.to_entity(), current.etag)
+            except RowModified:
+                current = self.get(record.call_id)
+                continue
+            return None if etag is None else replace(changed, etag=etag or None)
         return None
 
     def list_page(self, top: int, continuation_token: str | None) -> tuple[list[CallRecord], str | None]:
@@ -120,22 +134,7 @@ class CallsTable:
         it): the extra row, if any, is where the next page starts.
         """
         start = decode_token(continuation_token) if continuation_token else None
-        size = min(PAGE_SIZE, top + 1)
-        with storage_errors("list"):
-            table = self._storage.table()
-            if start is None:
-                sources = [table.list_entities(results_per_page=size)]
-            else:
-                partition, row = start
-                sources = [
-                    table.query_entities(
-                        "PartitionKey eq @p and RowKey ge @r",
-                        parameters={"p": partition, "r": row},
-                        results_per_page=size,
-                    ),
-                    table.query_entities("PartitionKey gt @p", parameters={"p": partition}, results_per_page=size),
-                ]
-            entities = list(islice(chain.from_iterable(sources), top + 1))
+        entities = self._rows.from_key(start, top + 1)
         after = entities[top] if len(entities) > top else None
         next_key = None if after is None else first_key_at_or_after(after["PartitionKey"], after["RowKey"])
         return read_rows(entities[:top]), None if next_key is None else encode_token(next_key)
@@ -160,7 +159,7 @@ class CallsTable:
             raise ValueError(f"update_all takes at most {BATCH_SIZE} calls of one partition")
         results: list[CallRecord | None | NotSaved] = [None] * len(changes)
         joined: list[int] = []  # the outcomes that passed the check, in order
-        writes: list[tuple[dict[str, Any], str]] = []
+        writes: list[tuple[Mapping[str, Any], str]] = []
         for index, ((record, _), new) in enumerate(zip(changes, changed, strict=True)):
             try:
                 writes.append((wire_entity(new.to_entity()), record.etag or ""))
@@ -179,24 +178,22 @@ class CallsTable:
             self._one_by_one(changes, changed, joined, results, after_refusal=False)
         return results
 
-    def _transaction(self, partition: str, writes: list[tuple[dict[str, Any], str]]) -> list[str | None] | None:
+    def _transaction(self, partition: str, writes: list[tuple[Mapping[str, Any], str]]) -> list[str | None] | None:
         """The new ETags, or None when storage refused the transaction (then nothing of it was written)."""
         try:
-            with storage_errors("update batch"):
-                try:
-                    return replace_all(self._storage.table(), writes)
-                except TransactionFailed as refused:
-                    logger.log(
-                        logging.INFO if refused.conflict else logging.WARNING,
-                        "update batch refused partition=%s calls=%d status=%d index=%s code=%s; updating one by one",
-                        partition,
-                        len(writes),
-                        refused.status,
-                        refused.index,
-                        safe(refused.code),
-                    )
-        except HttpResponseError as error:  # a 4xx the boundary lets through: each call then shows its own answer
-            logger.warning("update batch failed status=%s; updating one by one", error.status_code)
+            return self._rows.replace_all(writes)
+        except TransactionFailed as refused:
+            logger.log(
+                logging.INFO if refused.conflict else logging.WARNING,
+                "update batch refused partition=%s calls=%d status=%d index=%s code=%s; updating one by one",
+                partition,
+                len(writes),
+                refused.status,
+                refused.index,
+                safe(refused.code),
+            )
+        except EntityRefused as error:  # the request itself refused: each call then shows its own answer
+            logger.warning("update batch failed status=%s; updating one by one", error.status)
         return None
 
     def _one_by_one(
@@ -209,7 +206,7 @@ class CallsTable:
         after_refusal: bool,
     ) -> None:
         """`update` each of `indexes`, its result into `results`: a call whose write fails costs only itself."""
-        outage: StorageUnavailable | None = None
+        outage: StorageError | None = None
         for index in indexes:
             record, change = changes[index]
             if outage is not None:
@@ -217,21 +214,21 @@ class CallsTable:
                 continue
             try:
                 results[index] = self.update(record, change, done=changed[index] if after_refusal else None)
-            except StorageUnavailable as error:  # an outage, not a refusal: the rest would only wait for it too
+            except StorageError as error:  # storage cannot serve (not a refusal): the rest would only wait for it too
                 outage = error
                 results[index] = NotSaved(type(error).__name__, outage=True)
-            except (UnstorableEntity, HttpResponseError) as refused:
+            except (UnstorableEntity, EntityRefused) as refused:
                 results[index] = self._not_saved(record, refused)
             except Exception as error:  # unexpected: still this call alone, the others are written
                 logger.exception("keepalive result not saved callId=%s error=%s", safe(record.call_id), error)
                 results[index] = NotSaved(type(error).__name__)
 
     @staticmethod
-    def _not_saved(record: CallRecord, refused: UnstorableEntity | HttpResponseError) -> NotSaved:
+    def _not_saved(record: CallRecord, refused: UnstorableEntity | EntityRefused) -> NotSaved:
         if isinstance(refused, UnstorableEntity):
             reason = refused.reason
         else:
-            reason = f"storage refused the entity status={refused.status_code}"
+            reason = f"storage refused the entity status={refused.status}"
         logger.log(
             failure_level(),
             "keepalive result not saved callId=%s reason=%s; the call keeps its stored state",
@@ -242,23 +239,14 @@ class CallsTable:
 
     def pages(self, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None) -> Iterator[list[CallRecord]]:
         """Every call, one page at a time: memory holds one page, not the table. Unreadable rows are
-        left out, logged and counted in `skipped` (see `shared.rows`)."""
-        with storage_errors("list"):
-            pager = query_pages(self._storage.table(), page_size=page_size)
-        yield from self._records(pager, skipped)
+        left out, logged and counted in `skipped` (see `_rows`)."""
+        return self._records(self._rows.pages(page_size=page_size), skipped)
 
     def partition_pages(
         self, partition: str, page_size: int = PAGE_SIZE, skipped: SkippedRows | None = None
     ) -> Iterator[list[CallRecord]]:
         """The calls of one partition (`00`..`63`), one page at a time (unreadable rows as in `pages`)."""
-        with storage_errors("list"):
-            pager = query_pages(
-                self._storage.table(),
-                query_filter="PartitionKey eq @partition",
-                parameters={"partition": partition},
-                page_size=page_size,
-            )
-        yield from self._records(pager, skipped)
+        return self._records(self._rows.pages(partition=partition, page_size=page_size), skipped)
 
     def count(self, *, more_than: int, partition: str | None = None) -> int:
         """How many calls (of one partition, or all), stopping once past `more_than`; unreadable rows do not count.
@@ -266,31 +254,17 @@ class CallsTable:
         Reads at most `more_than` + one page: enough to tell whether the table is above a threshold.
         """
         counted = 0
-        with storage_errors("count"):
-            pages = query_pages(
-                self._storage.table(),
-                query_filter=None if partition is None else "PartitionKey eq @partition",
-                parameters=None if partition is None else {"partition": partition},
-                select=_RECORD_PROPERTIES,
-            )
-            for page in pages:
-                counted += count_rows(page)
-                if counted > more_than:
-                    break
+        for page in self._rows.pages(partition=partition, select=_RECORD_PROPERTIES, action="count"):
+            counted += count_rows(page)
+            if counted > more_than:
+                break
         return counted
 
     @staticmethod
-    def _records(pager: Iterator[Any], skipped: SkippedRows | None) -> Iterator[list[CallRecord]]:
-        while True:
-            with storage_errors("list"):
-                page = next(pager, None)
-                if page is None:
-                    return
+    def _records(
+        pages: Iterator[Sequence[Mapping[str, Any]]], skipped: SkippedRows | None
+    ) -> Iterator[list[CallRecord]]:
+        for page in pages:
             records = read_rows(page, skipped)
             if records:
                 yield records
-
-
-def _with_etag(record: CallRecord, metadata: Any) -> CallRecord:
-    etag = metadata.get("etag") if isinstance(metadata, dict) else None
-    return replace(record, etag=etag)

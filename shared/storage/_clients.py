@@ -1,8 +1,8 @@
 """Azure Table Storage and Queue Storage: the clients, built once per process, and the storage error boundary.
 
 Every SDK call goes through `storage_errors()`, which turns an unreachable or failing service into
-`StorageUnavailable` (the API's `503 storageUnavailable`), and a refused identity, a bad certificate or a
-malformed setting into the typed errors of shared/_faults.py.
+`StorageUnavailable`, and a refused identity, a bad certificate or a malformed setting into the other
+`StorageError`s of `_faults` (each the API's `503 storageUnavailable`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ _Client = TypeVar("_Client", TableClient, QueueClient)
 
 @contextmanager
 def storage_errors(action: str, service: str = "table") -> Iterator[None]:
-    """Turn a storage fault into `StorageUnavailable`; let ordinary answers (404, 409, 412) through.
+    """Turn a storage fault into a `StorageError`; let ordinary answers (404, 409, 412) through.
 
     `service` (`table` or `queue`) names the role a refused identity needs. A refusal (401/403) and a
     certificate that cannot be verified are configuration errors, logged as such (see `storage_faults`).

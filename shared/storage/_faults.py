@@ -1,5 +1,7 @@
 """What a storage fault means, said so that an operator knows what to fix.
 
+Each is a `StorageError` (the API's `503 storageUnavailable`):
+
 - unreachable or failing (5xx, 408, 429, a lost connection): `StorageUnavailable`, "try again later";
 - refused (401/403: the identity lacks its data role, or the account key is wrong): `StorageAccessDenied`,
   a configuration ERROR naming the role the app's identity needs on the account;
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 import requests
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
-from shared.errors import StorageAccessDenied, StorageMisconfigured, StorageTlsError, StorageUnavailable
+from shared.errors import StorageAccessDenied, StorageError, StorageMisconfigured, StorageTlsError, StorageUnavailable
 from shared.logsafe import get_logger
 
 logger = get_logger(__name__)
@@ -31,7 +33,7 @@ _SAS_SECRET = re.compile(r"(?i)(\bsig=)[^&\s\"']+")
 _LATER = "Storage is unavailable; try again later."
 
 
-def classify(action: str, service: str, error: BaseException) -> StorageUnavailable:
+def classify(action: str, service: str, error: BaseException) -> StorageError:
     """The error to raise for a storage fault, after logging it once as an ERROR that says what to fix."""
     status = error.status_code if isinstance(error, HttpResponseError) else None
     if status in (401, 403):

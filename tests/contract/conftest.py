@@ -13,7 +13,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.context import Context
-from shared.storage import Stores, ended_entity
+from shared.storage import AzureRows, Rows, Stores, ended_entity
 from tests.conftest import ContextFactory
 from tests.fakes import MemoryStorage
 
@@ -21,12 +21,13 @@ from tests.fakes import MemoryStorage
 class Backend(Protocol):
     name: str
     stores: Stores
+    rows: Rows  # the calls table's rows, the seam under `CallsTable`
 
     def plant(self, entity: dict[str, Any]) -> None:
         """Store a row in the calls table as it is (another program's, or one damaged by hand)."""
         ...
 
-    def rows(self) -> list[dict[str, Any]]:
+    def stored(self) -> list[dict[str, Any]]:
         """Every row of the calls table, as stored."""
         ...
 
@@ -45,12 +46,13 @@ class InMemory:
     def __init__(self) -> None:
         self.storage = MemoryStorage(topic=True)
         self.stores = self.storage.stores()
+        self.rows: Rows = self.storage.rows
 
     def plant(self, entity: dict[str, Any]) -> None:
-        self.storage.calls.put_row(entity)
+        self.storage.rows.put(entity)
 
-    def rows(self) -> list[dict[str, Any]]:
-        return self.storage.calls.rows()
+    def stored(self) -> list[dict[str, Any]]:
+        return self.storage.rows.all()
 
     def sent(self, queue: str) -> list[str]:
         if queue == "work":
@@ -69,6 +71,7 @@ class OnAzurite:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.rows: Rows = AzureRows(ctx.storage)
         assert ctx.call_events is not None
         self.stores = Stores(
             calls=ctx.calls,
@@ -82,7 +85,7 @@ class OnAzurite:
     def plant(self, entity: dict[str, Any]) -> None:
         self.ctx.storage.table().create_entity(entity)
 
-    def rows(self) -> list[dict[str, Any]]:
+    def stored(self) -> list[dict[str, Any]]:
         return [dict(entity) for entity in self.ctx.storage.table().list_entities()]
 
     def sent(self, queue: str) -> list[str]:

@@ -11,16 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
 from azure.data.tables import EdmType, EntityProperty, UpdateMode
 
 from shared.context import Context
 from shared.fanout import WorkRange
-from shared.graph import KeepAliveResult
 from shared.keepalive import run_tick, run_work
-from shared.models import INT32_MAX, MAX_LAST_ERROR, CallRecord, call_keys
-from shared.storage import CallsTable, NotSaved
-from shared.writers import BatchWriter
+from shared.models import INT32_MAX, MAX_LAST_ERROR, call_keys
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage
 from tests.host import FunctionHost, body_of
@@ -94,79 +90,7 @@ def test_a_counter_at_int32_max_costs_nothing_to_the_rest_of_its_partition(ctx, 
     assert work is not None and (work.succeeded, work.failed, work.unsaved) == (5, 1, 0)
 
 
-# --- item 2: a refused transaction's one-by-one fallback ---------------------------------------------------
-class RefusingSome(CallsTable):
-    """The real store, except that the single write of some calls fails: storage refuses one (as it would a value
-    too large), and another meets a bug of ours."""
-
-    def __init__(self, calls: CallsTable, failures: dict[str, Exception]) -> None:
-        super().__init__(calls._storage)
-        self.failures = failures
-
-    def update(self, record: CallRecord, change: Callable[[CallRecord], CallRecord], **kwargs: Any) -> Any:
-        if record.call_id in self.failures:
-            raise self.failures[record.call_id]
-        return super().update(record, change, **kwargs)
-
-
-def refused_by_storage() -> HttpResponseError:
-    error = HttpResponseError(message="PropertyValueTooLarge: the property value exceeds the maximum size")
-    error.status_code = 400
-    return error
-
-
-def test_a_refused_transaction_writes_every_other_call_and_counts_each_by_its_own_outcome(ctx, host, standins):
-    ids = ids_in("23", 5, "batch")
-    for call_id in ids:
-        register(host, call_id)
-    records = {record.call_id: record for page in ctx.calls.partition_pages("23") for record in page}
-    changed_meanwhile = ids[0]  # its ETag moves on: the transaction is refused (412), then it goes one by one
-    partition_key, row_key = call_keys(changed_meanwhile)
-    ctx.storage.table().update_entity({"PartitionKey": partition_key, "RowKey": row_key}, mode=UpdateMode.MERGE)
-    # the second and fourth in the batch: the calls after each must still be written
-    store = RefusingSome(ctx.calls, {ids[1]: refused_by_storage(), ids[3]: RuntimeError("a bug\nof ours")})
-    writer = BatchWriter(store, ctx.event_queues, ctx.recent_ends, ctx.now)
-    now = ctx.now()
-
-    writer.succeeded(records[ids[0]], _ok(), now)
-    writer.succeeded(records[ids[1]], _ok(), now)
-    writer.failed(records[ids[2]], 503, "503 ServiceUnavailable", now)
-    writer.succeeded(records[ids[3]], _ok(), now)
-    writer.succeeded(records[ids[4]], _ok(), now)
-    lost = writer.flush()
-
-    assert (lost.succeeded, lost.failed) == (2, 0)  # only the two calls whose writes failed, successes unsaved
-    assert record_of(host, ids[1])["lastKeepAliveAt"] is None and record_of(host, ids[3])["lastKeepAliveAt"] is None
-    for call_id in (ids[0], ids[4]):
-        assert record_of(host, call_id)["lastKeepAliveAt"] is not None, call_id
-    assert record_of(host, ids[2])["consecutiveFailures"] == 1
-
-
-def _ok() -> KeepAliveResult:
-    return KeepAliveResult(status=202)
-
-
-def test_update_all_reports_each_call_that_storage_would_refuse_and_writes_the_others(ctx, host):
-    ids = ids_in("31", 3, "check")
-    for call_id in ids:
-        register(host, call_id)
-    records = [record for page in ctx.calls.partition_pages("31") for record in page]
-    now = ctx.now()
-    changes = [(r, lambda r: r.with_result(now=now, status=200, error=None, ok=True)) for r in records]
-    changed = [change(record) for record, change in changes]
-    changed[1] = CallRecord(**{**_fields(changed[1]), "registered_at": datetime(1500, 1, 1, tzinfo=UTC)})
-
-    results = ctx.calls.update_all(changes, changed)
-
-    assert isinstance(results[1], NotSaved) and "RegisteredAt" in results[1].reason
-    assert [isinstance(result, CallRecord) for result in results] == [True, False, True]
-    stored = {record.call_id: record for page in ctx.calls.partition_pages("31") for record in page}
-    assert stored[records[1].call_id].last_keepalive_at is None
-    assert stored[records[0].call_id].last_keepalive_at == now == stored[records[2].call_id].last_keepalive_at
-
-
-def _fields(record: CallRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in CallRecord.__dataclass_fields__}
+# --- item 2: a refused transaction's one-by-one fallback: tests/unit/test_calls.py --------------------------
 
 
 # --- item 3: the identity provider's error -----------------------------------------------------------------

@@ -60,7 +60,7 @@ def keepalive(make_context: ContextFactory) -> Callable[..., Context]:
 
     def build(clock: FakeClock | None = None, sleep: RecordingSleep | None = None, **overrides: str) -> Context:
         context = make_context(graph=True, now=clock or FakeClock(), sleep=sleep, **overrides)
-        assert not context.settings.graph_problems and not context.settings.storage_problems
+        assert not context.settings.tick_problems and not context.settings.storage_problems
         return context
 
     return build

@@ -195,12 +195,12 @@ class Model:
 
     def rows(self) -> list[dict[str, Any]]:
         if self.memory is not None:
-            return self.memory.calls.rows()
+            return self.memory.rows.all()
         return [dict(entity) for entity in self.ctx.storage.table_client().list_entities()]
 
     def remove(self, entity: dict[str, Any]) -> None:
         if self.memory is not None:
-            self.memory.calls.remove_row(entity["PartitionKey"], entity["RowKey"])
+            self.memory.rows.remove(entity["PartitionKey"], entity["RowKey"])
         else:
             self.ctx.storage.table_client().delete_entity(entity["PartitionKey"], entity["RowKey"])
 

@@ -211,7 +211,7 @@ class Soak:
                 "KEEPALIVE_FANOUT_THRESHOLD": str(10 * config.calls),
             }
         )
-        problems = settings.graph_problems + settings.storage_problems
+        problems = settings.tick_problems + settings.storage_problems
         if problems:
             raise ValueError(f"soak settings: {problems}")
         # The instance's RateLimiter (shared/ratelimit.py) brakes a tenant on 429 and lets it recover over

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.budget import MIN_TENANT_SHARE, TenantCounts, schedule_interval, tenant_share, warn_if_too_slow
+from shared.budget import MIN_TENANT_SHARE, TenantCounts, tenant_share, warn_if_too_slow
 from shared.errors import InvalidWorkMessage
 from shared.fanout import ALL_PARTITIONS, WorkRange, parse_work, plan_ranges
 from shared.models import CallRecord
@@ -93,33 +93,6 @@ def test_the_least_share_the_app_writes_is_taken():
     assert MIN_TENANT_SHARE == tenant_share(1, 1) == 0.015  # KEEPALIVE_TENANT_RATE=1, a range of one partition
     work = plan_ranges(10**9, 1, "t", tenant_rate=1)[0]
     assert parse_work(work.text()).tenant_rate == MIN_TENANT_SHARE
-
-
-# --- the schedule ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("schedule", "seconds"),
-    [
-        ("0 */10 * * * *", 600),
-        ("0 */5 * * * *", 300),
-        ("*/30 * * * * *", 30),
-        ("0 0,5 * * * *", 300),  # 5 minutes, then 55: the shortest counts
-        ("0 0 */2 * * *", 7200),
-        ("0 15 3 * * *", 86_400),
-        ("0 0 9-17 * * Mon-Fri", 3600),  # weekdays are not consulted: the interval is never overestimated
-        ("0 7-50/15 * * * *", 900),
-        ("00:10:00", 600),
-        ("1.00:00:00", 86_400),
-    ],
-)
-def test_the_interval_of_a_schedule_is_its_shortest_gap(schedule, seconds):
-    assert schedule_interval(schedule) == seconds
-
-
-@pytest.mark.parametrize(
-    "schedule", ["", "every ten minutes", "0 */10 * * *", "0 61 * * * *", "0 */0 * * * *", "00:00:00"]
-)
-def test_a_schedule_that_cannot_be_read_has_no_interval(schedule):
-    assert schedule_interval(schedule) is None
 
 
 # --- the WARNING -------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def state(storage: MemoryStorage) -> tuple[int, int, bool, bool]:
         len(storage.cleanup.texts),
         events,
         storage.ends.recently_ended("gone", TENANT, NOW),
-        bool(storage.calls.rows()),
+        bool(storage.rows.all()),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InvalidWorkMessage, StorageUnavailable
+from shared.errors import InvalidWorkMessage, StorageMisconfigured
 from shared.fanout import ALL_PARTITIONS, MAX_DEQUEUE_COUNT, WorkRange, parse_work, plan_ranges
 from shared.keepalive import run_work
 from tests.fakes import WorkMessage
@@ -108,7 +108,7 @@ def test_an_invalid_work_message_is_logged_and_dropped_without_touching_anything
 def test_the_last_try_is_warned_before_the_range_runs(make_context, caplog):
     ctx = make_context(AzureWebJobsStorage=None)  # storage missing: the run fails after the warning
     body = WorkRange(("05",), "tick-1").text().encode()
-    with caplog.at_level(logging.INFO), pytest.raises(StorageUnavailable):
+    with caplog.at_level(logging.INFO), pytest.raises(StorageMisconfigured):
         run_work(ctx, WorkMessage(body, dequeue_count=MAX_DEQUEUE_COUNT))
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "partitions=05" in warning and "tickId=tick-1" in warning and f"dequeueCount={MAX_DEQUEUE_COUNT}" in warning

@@ -15,9 +15,20 @@ import pytest
 
 from shared import http_api
 from shared.context import Context
-from shared.errors import CallNotFound, Conflict, InvalidRequest, PayloadTooLarge, StorageUnavailable
+from shared.errors import (
+    CallNotFound,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    StorageAccessDenied,
+    StorageError,
+    StorageMisconfigured,
+    StorageTlsError,
+    StorageUnavailable,
+)
 from shared.http_api import call_location, error_response, handler, read_json
 from shared.models import CallRecord
+from shared.paging import decode_token
 from shared.settings import load_settings
 from tests.fakes import MemoryStorage
 
@@ -113,13 +124,26 @@ def test_an_error_is_the_contracts_json_shape_with_its_status():
     assert "Retry-After" not in response.headers
 
 
-def test_storage_unavailable_says_when_to_try_again():
-    response = error_response(StorageUnavailable("Storage is unavailable; try again later."))
+@pytest.mark.parametrize(
+    "error",
+    [
+        StorageUnavailable("Storage is unavailable; try again later."),
+        StorageMisconfigured("Storage is unavailable; try again later."),
+        StorageAccessDenied("Storage is unavailable; try again later.", service="table", role="r"),
+        StorageTlsError("Storage is unavailable; try again later."),
+    ],
+    ids=["outage", "misconfigured", "access denied", "tls"],
+)
+def test_every_storage_error_is_a_503_storage_unavailable_that_says_when_to_try_again(error):
+    response = error_response(error)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "10"
     assert body_of(response) == {
         "error": {"code": "storageUnavailable", "message": "Storage is unavailable; try again later."}
     }
+    assert isinstance(error, StorageError) and isinstance(error, StorageUnavailable) == (
+        type(error) is StorageUnavailable
+    )
 
 
 def test_the_handler_answers_api_errors_and_hides_anything_else_behind_a_logged_500(caplog):
@@ -202,7 +226,7 @@ def test_a_new_call_is_201_with_its_location_and_record_and_the_same_call_again_
     record = body_of(created)
     assert record["tenantId"] == TENANT and record["metadata"] == {"bot": "echo"}  # the tenant lowercased
     assert record["registeredAt"] == "2026-11-27T12:00:00.000Z" and record["consecutiveFailures"] == 0
-    [row] = storage.calls.rows()
+    [row] = storage.rows.all()
     assert row["CallId"] == "19:x@y" and row["TenantId"] == TENANT
 
     for again in ({"callId": "19:x@y", "metadata": {"bot": "other"}}, {"callId": "19:x@y", "tenantId": TENANT}):
@@ -216,7 +240,7 @@ def test_a_call_registered_under_another_tenant_is_a_409_and_stays_as_it_was():
     post(ctx, {"callId": "c", "tenantId": TENANT})
     response = post(ctx, {"callId": "c", "tenantId": OTHER_TENANT})
     assert response.status_code == 409 and body_of(response)["error"]["code"] == "conflict"
-    [row] = storage.calls.rows()
+    [row] = storage.rows.all()
     assert row["TenantId"] == TENANT
 
 
@@ -344,7 +368,7 @@ def test_top_is_an_integer_from_1_to_1000_and_100_by_default(raw, top):
     params = {} if raw is None else {"top": raw}
     response = http_api.list_calls(ctx, request("GET", params=params))
     assert response.status_code == 200
-    assert storage.calls.listed == [(top, None)]
+    assert storage.rows.listed == [(None, top + 1)]  # a row more than the page: where the next one starts
     assert body_of(response) == {"value": [body_of(http_api.get_call(ctx, request(route_params={"callId": "a:b"})))]}
 
 
@@ -376,7 +400,7 @@ def test_the_next_link_is_relative_and_its_token_leads_to_the_rest():
     assert link.startswith("/api/calls?top=2&continuationToken=")
     token = link.rsplit("=", 1)[1]
     rest = body_of(http_api.list_calls(ctx, request("GET", params={"top": "2", "continuationToken": token})))
-    assert storage.calls.listed == [(2, None), (2, token)]
+    assert storage.rows.listed == [(None, 3), (decode_token(token), 3)]
     assert sorted(r["callId"] for r in first["value"] + rest["value"]) == ["a", "b", "c"]
     assert "nextLink" not in rest  # the last page has no next link
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.budget import schedule_interval
 from shared.context import Context
 from shared.errors import SettingsError
 from shared.keepalive import check_settings, preflight, purge_budget, purge_quietly
+from shared.schedule import schedule_interval
 from shared.settings import load_settings
 from tests.fakes import MemoryStorage
 

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"storage", "graph", "retry", "ratelimit", "tokens", "signing_keys", "telemetry", "topic"},
     ),
     ("settings, models, errors", {"settings", "connection_string", "models", "errors", "summary", "logsafe", "jsonsafe",
-                                  "loglimit", "events", "paging", "__init__"}),
+                                  "loglimit", "events", "paging", "schedule", "__init__"}),
 ]  # fmt: skip
 
 

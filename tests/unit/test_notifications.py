@@ -294,7 +294,7 @@ class Notified:
         return self.storage.cleanup.events()
 
     def state(self) -> tuple[Any, ...]:
-        return self.storage.calls.rows(), self.storage.cleanup.texts[:], self.storage.ends.ends()
+        return self.storage.rows.all(), self.storage.cleanup.texts[:], self.storage.ends.ends()
 
 
 def result(registered: int = 0, removed: int = 0, ignored: int = 0) -> dict[str, int]:
@@ -339,7 +339,7 @@ def test_terminated_removes_the_call_with_one_event_on_each_queue():
     app = Notified()
     created = app.register("c1", bot="echo")
     assert app.post(note("c1", "terminated", change_type="deleted", result_info=TERMINATED_INFO)) == result(removed=1)
-    assert app.call("c1") is None and app.storage.calls.rows() == []
+    assert app.call("c1") is None and app.storage.rows.all() == []
     [event] = app.events()
     assert event["eventId"] == created.registration_id and event["callId"] == "c1" and event["tenantId"] == TENANT
     assert event["reason"] == "terminatedNotification" and event["detectedAt"] == "2026-11-27T12:00:00.000Z"
@@ -471,7 +471,7 @@ def test_a_mixed_payload_answers_exact_counts():
         note("unknown", "terminated"),
     )
     assert counted == result(registered=2, removed=1, ignored=3)
-    assert {row["CallId"] for row in app.storage.calls.rows()} == {"a", "b"}
+    assert {row["CallId"] for row in app.storage.rows.all()} == {"a", "b"}
 
 
 def test_storage_failing_part_way_raises_and_the_resent_payload_finishes_the_work():

@@ -56,11 +56,11 @@ def test_a_sweep_paces_each_tenant_at_its_share_and_sweeps_at_once_add_theirs():
     time = FakeTime(1000.0)
     gate = limiter(40, time)  # the whole KEEPALIVE_TENANT_RATE outside a sweep
     assert gate.rate == 40
-    with gate.share(10):
+    with gate.pacing(10):
         assert gate.rate == 10
         gate.acquire(TENANT)
         assert gate.acquire(TENANT) == pytest.approx(1 / 10)
-        with gate.share(5.5):
+        with gate.pacing(5.5):
             assert gate.rate == pytest.approx(15.5)
             time.advance(1.0)
             gate.acquire(TENANT)
@@ -72,14 +72,14 @@ def test_a_sweep_paces_each_tenant_at_its_share_and_sweeps_at_once_add_theirs():
 def test_the_tenants_of_a_finished_sweep_are_forgotten_unless_braked():
     time = FakeTime(1000.0)
     gate = limiter(100, time)
-    with gate.share(100):
+    with gate.pacing(100):
         gate.acquire(TENANT)
         gate.acquire(OTHER)
         with gate.pause(OTHER, 0.0):
             pass
     assert set(gate._tenants) == {OTHER}
     time.advance(10 * RECOVERY_SECONDS)
-    with gate.share(100):
+    with gate.pacing(100):
         pass
     assert gate._tenants == {}
 
@@ -101,7 +101,7 @@ def test_a_429_halves_the_tenant_rate_once_per_episode_and_leaves_others_alone()
 def test_a_braked_tenant_goes_at_half_its_share():
     time = FakeTime(1000.0)
     gate = limiter(1000, time)
-    with gate.share(20):
+    with gate.pacing(20):
         with gate.pause(TENANT, 0.0):
             pass
         started = time.clock()
@@ -153,7 +153,7 @@ def test_the_budget_holds_under_a_429_with_several_instances():
     400 x (1 + 0.01) (a bucket holds 10 ms) + 4 (one request each)."""
     time = FakeTime(1000.0)
     instances = [limiter(400, time) for _ in range(4)]
-    shares = [instance.share(100) for instance in instances]
+    shares = [instance.pacing(100) for instance in instances]
     for share in shares:
         share.__enter__()
     sent: list[list[float]] = [[] for _ in instances]
@@ -183,7 +183,7 @@ def test_the_budget_holds_under_a_429_with_several_instances():
 def test_a_slot_booked_before_a_429_is_booked_again_after_the_pause():
     time = FakeTime(1000.0)
     gate = limiter(10, time)
-    with gate.share(10):
+    with gate.pacing(10):
         gate.acquire(TENANT)  # the bucket is empty now: the next slot is 0.1 s away
         original_sleep = gate._sleep
         paused = threading.Event()

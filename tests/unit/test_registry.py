@@ -73,10 +73,10 @@ def test_another_tenant_over_a_stored_one_is_a_conflict_and_nothing_changes():
 def test_a_row_the_app_cannot_read_holding_the_key_is_a_conflict_after_a_few_tries(caplog):
     storage = MemoryStorage()
     record = CallRecord("c", TENANT, NOW, "00000000-0000-4000-8000-000000000001")
-    storage.calls.put_row({**record.to_entity(), "RegistrationId": "damaged"})
+    storage.rows.put({**record.to_entity(), "RegistrationId": "damaged"})
     with caplog.at_level(logging.WARNING), pytest.raises(Conflict, match="a row the app cannot read holds its key"):
         register(storage)
-    assert len(storage.calls.rows()) == 1  # left in place
+    assert len(storage.rows.all()) == 1  # left in place
 
 
 def explicitly(storage: MemoryStorage, call_id: str = "c", tenant: str | None = TENANT) -> tuple[CallRecord, bool]:

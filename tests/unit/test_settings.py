@@ -30,7 +30,7 @@ def test_defaults_follow_the_contract():
     assert settings.token_exchange_audience == "api://AzureADTokenExchange"
     assert settings.dry_run is False
     assert settings.notification_openid_url == "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
-    assert settings.graph_problems == () and settings.storage_problems == ()
+    assert settings.tick_problems == () and settings.storage_problems == ()
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_overrides_turn_instance_discovery_off_for_a_host_that_is_not_microsofts
 
 def test_empty_values_count_as_unset():
     settings = load_settings({**GRAPH_OK, "KEEPALIVE_CONCURRENCY": "", "GRAPH_TENANT_ID": "  ", "GRAPH_CERT": ""})
-    assert settings.concurrency == 64 and settings.tenant_id is None and settings.graph_problems == ()
+    assert settings.concurrency == 64 and settings.tenant_id is None and settings.tick_problems == ()
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,8 @@ def test_empty_values_count_as_unset():
 )
 def test_an_invalid_graph_or_tuning_value_is_named_and_the_default_kept(name, value):
     settings = load_settings({**GRAPH_OK, name: value})
-    assert len(settings.graph_problems) == 1
-    assert settings.graph_problems[0].startswith(name)
+    assert len(settings.tick_problems) == 1
+    assert settings.tick_problems[0].startswith(name)
     assert settings.storage_problems == ()
 
 
@@ -127,7 +127,7 @@ def test_exactly_one_credential_and_the_problem_names_all_three(credentials):
     settings = load_settings(
         {"GRAPH_CLIENT_ID": "app", "AzureWebJobsStorage": "UseDevelopmentStorage=true", **credentials}
     )
-    [problem] = settings.graph_problems
+    [problem] = settings.tick_problems
     for name in ("GRAPH_CLIENT_SECRET", "GRAPH_CLIENT_CERTIFICATE_PATH", "GRAPH_MANAGED_IDENTITY_CLIENT_ID"):
         assert name in problem
     assert SECRET not in problem
@@ -135,11 +135,11 @@ def test_exactly_one_credential_and_the_problem_names_all_three(credentials):
 
 def test_missing_client_id_is_named():
     settings = load_settings({"GRAPH_CLIENT_SECRET": SECRET})
-    assert any(p.startswith("GRAPH_CLIENT_ID") for p in settings.graph_problems)
+    assert any(p.startswith("GRAPH_CLIENT_ID") for p in settings.tick_problems)
 
 
 def test_a_dry_run_needs_no_credential():
-    assert load_settings({"GRAPH_DRY_RUN": "TRUE"}).graph_problems == ()
+    assert load_settings({"GRAPH_DRY_RUN": "TRUE"}).tick_problems == ()
 
 
 def test_the_secret_is_not_in_the_repr():
@@ -224,7 +224,7 @@ CONTRACT_SETTINGS = [
 
 def test_loading_never_raises_on_garbage_and_names_each_bad_setting():
     settings = load_settings({name: "\x00garbage" for name in CONTRACT_SETTINGS})
-    problems = " ".join(settings.graph_problems + settings.storage_problems + settings.events_problems)
+    problems = " ".join(settings.tick_problems + settings.storage_problems + settings.events_problems)
     for name in ["CALLS_TABLE_NAME", "CLEANUP_QUEUE_NAME", "KEEPALIVE_CONCURRENCY", "KEEPALIVE_REQUEST_TIMEOUT",
                  "KEEPALIVE_AT_RISK_MINUTES", "GRAPH_TENANT_ID", "KEEPALIVE_FANOUT_THRESHOLD",
                  "KEEPALIVE_WORK_QUEUE_NAME", "GRAPH_CLOUD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
@@ -244,7 +244,7 @@ def test_the_local_sample_sets_every_contract_setting_and_loads_cleanly():
     assert values["CALL_EVENTS_QUEUE_NAME"] == "call-events"  # bound as %CALL_EVENTS_QUEUE_NAME%: always set
     assert values["CALL_EVENTS_TOPIC_ENDPOINT"] == values["CALL_EVENTS_TOPIC_KEY"] == ""  # no topic: nothing published
     settings = load_settings(values)
-    assert settings.storage_problems == () and settings.graph_problems == () and settings.events_problems == ()
+    assert settings.storage_problems == () and settings.tick_problems == () and settings.events_problems == ()
     assert settings.events_enabled is False
 
 
@@ -317,7 +317,7 @@ def test_a_bad_events_queue_stops_ending_calls_only_with_a_topic(value, named):
     with_topic = load_settings(
         {**GRAPH_OK, "CALL_EVENTS_QUEUE_NAME": value, "CALL_EVENTS_TOPIC_ENDPOINT": TOPIC, "CALL_EVENTS_TOPIC_KEY": "k"}
     )
-    assert with_topic.problems(dry_run=False) == (problem,) and with_topic.graph_problems == (problem,)
+    assert with_topic.problems(dry_run=False) == (problem,) and with_topic.tick_problems == (problem,)
     assert with_topic.problems(dry_run=True) == ()  # a dry run ends nothing
     assert with_topic.storage_problems == ()
 
@@ -371,5 +371,5 @@ def test_an_identity_based_storage_problem_names_the_setting_and_never_quotes_it
 @pytest.mark.parametrize("value", [f"graph.example/?sig={SIG}", f"ftp://user:{SIG}@host", f"https://[{SIG}"])
 def test_a_url_setting_with_a_query_or_user_info_is_named_not_quoted_and_never_raises(name, value):
     settings = load_settings({**GRAPH_OK, name: value})
-    [problem] = settings.graph_problems
+    [problem] = settings.tick_problems
     assert problem.startswith(name) and SIG not in problem

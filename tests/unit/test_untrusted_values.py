@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.connection_string import connection_string_problem
 from shared.errors import UnreadableRow
 from shared.events import MAX_GRAPH_STRING, call_ended_event
 from shared.graph import CODE_LIMIT, GraphClient
@@ -134,30 +133,3 @@ def test_a_row_the_app_wrote_is_read():
 def test_a_row_the_app_cannot_read_raises_unreadable_row(changes):
     with pytest.raises(UnreadableRow):
         CallRecord.from_entity(_row(**changes))
-
-
-@pytest.mark.parametrize(
-    ("value", "problem"),
-    [
-        ("garbage", "not a connection string"),
-        ("AccountName=a;AccountKey=???", "not base64"),
-        ("TableEndpoint=ftp://x;QueueEndpoint=https://x;SharedAccessSignature=s", "TableEndpoint"),
-        ("AccountName=a", "neither an AccountKey"),
-    ],
-)
-def test_a_malformed_connection_string_names_the_setting_and_never_quotes_it(value, problem):
-    found = connection_string_problem(value)
-    assert found is not None and problem in found and "AzureWebJobsStorage" in found and value not in found
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "UseDevelopmentStorage=true",
-        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net",
-        "TableEndpoint=https://a.table.core.windows.net;QueueEndpoint=https://a.queue.core.windows.net;"
-        "SharedAccessSignature=sv=2024&sig=abc",
-    ],
-)
-def test_real_connection_strings_are_accepted(value):
-    assert connection_string_problem(value) is None

@@ -56,10 +56,10 @@ def test_a_partition_is_written_per_hundred_and_the_rest_at_the_end():
     for record in records:
         changed = batch.succeeded(record, OK, NOW)
         assert changed is not None and changed.last_keepalive_at == NOW
-    assert sorted(len(b) for b in storage.calls.batches) == [100, 100]  # written as each partition's buffer filled
+    assert sorted(len(b) for b in storage.rows.batches) == [100, 100]  # written as each partition's buffer filled
     assert batch.flush() == Unsaved()
-    assert sorted(len(b) for b in storage.calls.batches) == [30, 50, 100, 100]
-    assert all(len({call_keys(c)[0] for c in b}) == 1 for b in storage.calls.batches)
+    assert sorted(len(b) for b in storage.rows.batches) == [30, 50, 100, 100]
+    assert all(len({call_keys(c)[0] for c in b}) == 1 for b in storage.rows.batches)
     assert all(r.last_keepalive_at == NOW for page in storage.calls.pages() for r in page)
 
 
@@ -70,18 +70,18 @@ def test_buffers_are_bounded_across_partitions():
     for record in records:
         batch.failed(record, 503, "503", NOW)
     deadline = time.monotonic() + 5  # the writes run on the writer's own threads
-    while sum(len(b) for b in storage.calls.batches) < 50 and time.monotonic() < deadline:
+    while storage.rows.replaced < 50 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert sum(len(b) for b in storage.calls.batches) >= 50  # handed to the writers as soon as more than 50 waited
+    assert storage.rows.replaced >= 50  # handed to the writers as soon as more than 50 waited
     batch.flush()
-    assert sum(len(b) for b in storage.calls.batches) == 100
+    assert storage.rows.replaced == 100
     assert all(r.consecutive_failures == 1 for page in storage.calls.pages() for r in page)
 
 
 def test_lost_batches_are_reported_by_kind_at_the_flush(caplog):
     storage = MemoryStorage()
     records = registered(storage, *ids_in("03", 4))
-    storage.faults.fail("calls.update_all", times=10)
+    storage.faults.fail("calls.replace_all", times=10)
     batch = writer(storage)
     for record in records[:3]:
         batch.succeeded(record, OK, NOW)
@@ -96,7 +96,7 @@ def test_lost_batches_are_reported_by_kind_at_the_flush(caplog):
 def test_a_partition_whose_write_fails_costs_only_its_own_calls():
     storage = MemoryStorage()
     bad, good = registered(storage, *ids_in("04", 3)), registered(storage, *ids_in("05", 2))
-    storage.faults.fail("calls.update_all", times=10, when=lambda changes: changes[0][0].keys[0] == "04")
+    storage.faults.fail("calls.replace_all", times=10, when=lambda changes: changes[0][0]["PartitionKey"] == "04")
     batch = writer(storage)
     for record in bad + good:
         batch.succeeded(record, OK, NOW)
@@ -125,7 +125,7 @@ def test_an_ended_call_goes_through_the_end_sequence_at_once_not_through_a_batch
     [record] = registered(storage, "gone")
     event = {"eventId": record.registration_id, "callId": "gone", "tenantId": TENANT, "reason": "keepAliveNotFound"}
     writer(storage).end(record, event)
-    assert storage.calls.batches == [] and storage.calls.get("gone") is None
+    assert storage.rows.batches == [] and storage.calls.get("gone") is None
     assert storage.cleanup.events() == [event] and storage.call_events is not None
     assert storage.call_events.events() == [event]
     assert storage.ends.recently_ended("gone", TENANT, NOW)
