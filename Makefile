@@ -105,7 +105,7 @@ fleet: $(VENV)/.installed node_modules/.installed
 soak: $(VENV)/.installed node_modules/.installed
 	$(PY) scripts/soak.py $(ARGS)
 
-# Mutation testing (docs/mutation.md), apart from `make test`: mutmut mutates the contract's pure rules (the files
+# Mutation testing (docs/mutation.md), apart from `make test`: mutmut mutates the app's pure rules (the files
 # and functions named in pyproject.toml, [tool.mutmut] and [tool.callkeeper.mutation]), runs the unit suite against
 # each mutant, prints the killed share per file and the surviving mutants, and fails below the threshold there.
 # A few minutes on 2 cores; no Azurite. Options through ARGS, e.g. `make mutation ARGS="--report-only"`.

@@ -1,4 +1,4 @@
-"""`make mutation`: mutation testing of the contract's pure rules against the unit suite (docs/mutation.md).
+"""`make mutation`: mutation testing of the app's pure rules against the unit suite (docs/mutation.md).
 
 What is mutated and which tests judge a mutant live in pyproject.toml, nowhere else:
 
@@ -33,8 +33,10 @@ MUTANTS = ROOT / "mutants"
 LOG = MUTANTS / "make-mutation.log"
 SEPARATOR = "ǁ"  # mutmut's mangled names: x_<function> and xǁ<Class>ǁ<method>
 
-# mutmut's exit codes per mutant (mutmut/stats.py): a mutant is killed when a test failed or hung on it.
+# mutmut's exit codes per mutant (mutmut/stats.py): a mutant is killed when a test failed on it, or the test
+# process hung (mutmut's CPU-time limit) or crashed. Any other code (not run, interrupted) leaves no verdict.
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+KILLED |= {-11: "crashed", -9: "crashed"}
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
 
 
