@@ -142,3 +142,70 @@ def test_the_count_stops_reading_once_past_its_threshold():
         storage.calls.insert(CallRecord(f"n{i}", TENANT, NOW, f"00000000-0000-4000-8000-{i:012d}"))
     assert storage.calls.count(more_than=1500) == 2000  # two pages of 1,000, not the third
     assert storage.calls.count(more_than=5000) == 2500
+
+
+def failed(r: CallRecord) -> CallRecord:
+    return r.with_result(now=NOW, status=503, error="503", ok=False)
+
+
+def test_after_a_refused_transaction_a_change_found_applied_already_is_not_applied_twice():
+    """A transaction whose answer was lost may have gone through: found so on a fresh read, it is left as it is."""
+    storage = MemoryStorage()
+    records = stored(storage, *ids_in("27", 2))
+    [applied] = storage.calls.update_all([(records[0], failed)], [failed(records[0])])
+    results = storage.calls.update_all([(r, failed) for r in records], [failed(r) for r in records])
+    assert results[0] == applied and isinstance(results[0], CallRecord) and results[0].consecutive_failures == 1
+    assert storage.calls.get(records[0].call_id) == applied
+
+
+def test_outside_a_refused_transaction_a_change_is_applied_to_the_fresh_row_even_when_it_looks_applied():
+    storage = MemoryStorage()
+    [record] = stored(storage, "alone")
+    storage.calls.update_all([(record, failed)], [failed(record)])  # another sweep wrote the same failure
+    [again] = storage.calls.update_all([(record, failed)], [failed(record)])  # stale: read again, applied again
+    assert isinstance(again, CallRecord) and again.consecutive_failures == 2
+
+
+def test_each_written_call_comes_back_with_the_etag_storage_gave_it():
+    storage = MemoryStorage()
+    records = stored(storage, *ids_in("28", 2), "single")
+    results = storage.calls.update_all(*batch(records[:2])) + storage.calls.update_all(*batch(records[2:]))
+    for result in results:
+        assert isinstance(result, CallRecord)
+        assert result.etag is not None and result.etag == storage.calls.get(result.call_id).etag  # type: ignore[union-attr]
+        assert storage.calls.delete(result)  # the ETag is the one a later conditional write needs
+
+
+def test_a_single_update_of_a_call_gone_meanwhile_is_none_and_nothing_is_recreated():
+    storage = MemoryStorage()
+    [record] = stored(storage, "gone")
+    assert storage.calls.delete(record)
+    assert storage.calls.update_all(*batch([record])) == [None] and storage.calls.get("gone") is None
+
+
+def test_a_batch_holds_at_most_a_hundred_calls_of_one_partition():
+    storage = MemoryStorage()
+    two = [CallRecord(ids_in(p, 1)[0], TENANT, NOW, "00000000-0000-4000-8000-000000000001", etag='W/"1"') for p in
+           ("00", "01")]  # fmt: skip
+    many = [CallRecord(c, TENANT, NOW, "00000000-0000-4000-8000-000000000001", etag='W/"1"') for c in ids_in("02", 101)]
+    for records in (two, many):
+        with pytest.raises(ValueError, match="update_all takes at most 100 calls of one partition"):
+            storage.calls.update_all(*batch(records))
+    storage.calls.update_all(*batch(many[:100]))  # a hundred of one partition: taken (none stored: none written)
+
+
+def test_each_change_needs_its_outcome():
+    storage = MemoryStorage()
+    records = stored(storage, *ids_in("29", 2))
+    with pytest.raises(ValueError):
+        storage.calls.update_all([(r, ok) for r in records], [ok(records[0])])
+
+
+def test_an_unexpected_error_of_one_write_is_logged_with_its_call_and_costs_that_call_alone(caplog):
+    storage = MemoryStorage()
+    [record] = stored(storage, "odd'call")
+    storage.faults.fail("calls.replace", error=lambda: RuntimeError("a bug"))
+    with caplog.at_level(logging.ERROR, logger="shared.storage"):
+        assert storage.calls.update_all(*batch([record])) == [NotSaved("RuntimeError")]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == 'keepalive result not saved callId="odd\'call" error=a bug'

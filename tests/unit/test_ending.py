@@ -50,6 +50,7 @@ def test_with_a_topic_both_queues_get_the_event_then_the_end_is_remembered_then_
     [event] = storage.cleanup.events()
     assert storage.call_events is not None and storage.call_events.events() == [event]
     assert event["eventId"] == REGISTRATION and event["callId"] == "gone" and event["tenantId"] == TENANT
+    assert storage.ends.ends() == [("gone", TENANT, NOW, "keepAliveNotFound")]  # the event's tenant and reason
 
 
 def test_without_a_topic_nothing_goes_to_the_events_queue():

@@ -111,6 +111,8 @@ partitions = st.one_of(st.sampled_from(["", "0", "00", "07", "63", "64", "6", "9
 @example("63", "f" * 64)
 @example("63", "f" * 64 + "0")
 @example("07", "f" * 10 + "g")
+@example("07", "0f" + "g")  # carried two digits to the left, past an "f"
+@example("07", "1fff~")
 @example("07", "")
 @example("", "")
 def test_the_next_page_starts_at_the_least_app_key_at_or_after_the_next_row(partition, row):

@@ -67,7 +67,26 @@ def test_another_tenant_over_a_stored_one_is_a_conflict_and_nothing_changes():
     with pytest.raises(Conflict) as refused:
         register(storage, tenant=OTHER)
     assert (refused.value.status, refused.value.code) == (409, "conflict")
+    assert refused.value.message == "call 'c' is registered under another tenant"
     assert storage.calls.get("c") == first
+
+
+def test_a_call_deleted_between_the_refused_insert_and_the_read_is_registered_anew():
+    storage = MemoryStorage()
+    first, _ = register(storage)
+
+    races: list[str] = []
+
+    def deleted_meanwhile(partition_key: str, row_key: str) -> bool:  # once, just before the read: a race
+        if not races:
+            races.append(row_key)
+            storage.rows.remove(partition_key, row_key)
+        return False
+
+    storage.faults.fail("calls.get", when=deleted_meanwhile)
+    record, created = register(storage, metadata={"second": "try"})
+    assert created and record.registration_id != first.registration_id and storage.calls.get("c") == record
+    assert races  # the insert was refused, the read found nothing, and the next insert went through
 
 
 def test_a_row_the_app_cannot_read_holding_the_key_is_a_conflict_after_a_few_tries(caplog):
@@ -105,11 +124,13 @@ def test_an_explicit_registration_without_any_tenant_is_warned_about(caplog):
     assert warning.startswith("call registered without a tenant callId=c: no tenantId was given")
 
 
-def test_unregister_removes_the_call_without_an_event_and_leaves_the_memory_alone():
+def test_unregister_removes_the_call_without_an_event_and_leaves_the_memory_alone(caplog):
     storage = MemoryStorage(topic=True)
     register(storage)
     storage.ends.remember("c", tenant_id=OTHER, reason="terminatedNotification", now=NOW)
-    registry.unregister(storage.calls, "c")
+    with caplog.at_level(logging.INFO, logger="shared"):
+        registry.unregister(storage.calls, "c")
+    assert [r.getMessage() for r in caplog.records] == ["call removed callId=c"]
     assert storage.calls.get("c") is None
     assert storage.cleanup.texts == [] and storage.call_events is not None and storage.call_events.texts == []
     assert storage.ends.recently_ended("c", OTHER, NOW)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -110,26 +110,53 @@ def test_a_row_the_app_wrote_is_read():
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "reason"),
     [
-        {"CallId": None},
-        {"CallId": 5},
-        {"RowKey": "0" * 64},
-        {"PartitionKey": "99"},
-        {"RegisteredAt": "soon"},
-        {"RegisteredAt": None},
-        {"RegistrationId": ""},
-        {"TenantId": "nope"},
-        {"LastStatus": True},
-        {"LastStatus": 1000},
-        {"ConsecutiveFailures": 1.5},
-        {"Metadata": "[]"},
-        {"Metadata": "{"},
-        {"Metadata": '{"a": [1]}'},
-        {"LastError": b"x"},
-        {"LastKeepAliveAt": 12},
+        ({"CallId": None}, "CallId is missing or not a valid callId"),
+        ({"CallId": 5}, "CallId is missing or not a valid callId"),
+        ({"RowKey": "0" * 64}, "PartitionKey and RowKey are not those of its CallId"),
+        ({"PartitionKey": "99"}, "PartitionKey and RowKey are not those of its CallId"),
+        ({"RegisteredAt": "soon"}, "RegisteredAt is not a date"),
+        ({"RegisteredAt": None}, "RegisteredAt is not a date"),
+        ({"RegisteredAt": datetime(1500, 1, 1, tzinfo=UTC)}, "RegisteredAt is not a date from 1601 to 9999"),
+        ({"RegistrationId": ""}, "RegistrationId is missing or not a GUID"),
+        ({"TenantId": "nope"}, "TenantId is not a GUID"),
+        ({"LastStatus": True}, "LastStatus is not an integer from 100 to 999"),
+        ({"LastStatus": 1000}, "LastStatus is not an integer from 100 to 999"),
+        ({"ConsecutiveFailures": 1.5}, "ConsecutiveFailures is not an integer from 0 to 2147483647"),
+        ({"Metadata": "[]"}, "Metadata is not a JSON object of strings"),
+        ({"Metadata": "{"}, "Metadata is not a JSON object of strings"),
+        ({"Metadata": 5}, "Metadata is not a JSON object of strings"),
+        (
+            {"Metadata": '{"a": [1]}'},
+            "Metadata is not what registration accepts: metadata must be an object whose values are strings",
+        ),
+        ({"LastError": b"x"}, "LastError is not a string"),
+        ({"LastKeepAliveAt": 12}, "LastKeepAliveAt is not a date"),
     ],
 )
-def test_a_row_the_app_cannot_read_raises_unreadable_row(changes):
-    with pytest.raises(UnreadableRow):
+def test_a_row_the_app_cannot_read_raises_unreadable_row_saying_why(changes, reason):
+    """The reason is what the WARNING of a skipped row says (`reason=...`): the property, never its value."""
+    with pytest.raises(UnreadableRow) as unreadable:
         CallRecord.from_entity(_row(**changes))
+    assert unreadable.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        datetime(2025, 1, 1, 0, 0),  # no timezone: taken as UTC
+        datetime(2025, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=2))),  # another timezone: converted
+        "2025-01-01T00:00:00Z",
+        "2025-01-01T01:00:00+01:00",
+    ],
+)
+def test_a_stored_time_is_read_as_utc_whatever_form_it_was_stored_in(stored):
+    registered = CallRecord.from_entity(_row(RegisteredAt=stored)).registered_at
+    assert registered == datetime(2025, 1, 1, tzinfo=UTC) and registered.tzinfo is UTC
+
+
+def test_a_last_error_of_exactly_256_characters_is_read_whole_and_a_longer_one_cut_to_256():
+    whole = CallRecord.from_entity(_row(LastError="e" * 256)).last_error
+    cut = CallRecord.from_entity(_row(LastError="e" * 257)).last_error
+    assert whole == "e" * 256 and cut == "e" * 253 + "..."
