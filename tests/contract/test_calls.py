@@ -13,6 +13,7 @@ from shared.models import CallRecord, call_keys
 from shared.paging import decode_token
 from shared.storage import BATCH_SIZE, Calls, SkippedRows
 from tests.contract.conftest import Backend
+from tests.helpers import ids_in
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -26,16 +27,6 @@ def record(call_id: str, registration: int = 1) -> CallRecord:
         registration_id=f"00000000-0000-4000-8000-{registration:012d}",
         metadata={"n": call_id},
     )
-
-
-def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        if call_keys(f"{prefix}{i}")[0] == partition:
-            found.append(f"{prefix}{i}")
-        i += 1
-    return found
 
 
 def stored(calls: Calls, *call_ids: str) -> list[CallRecord]:

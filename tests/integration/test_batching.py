@@ -13,27 +13,15 @@ import pytest
 
 from shared.context import Context
 from shared.keepalive import run_tick
-from shared.models import call_keys
 from shared.summary import TickSummary
 from tests.conftest import ContextFactory
 from tests.fakes import RequestCounter
+from tests.helpers import ids_in
 from tests.host import FunctionHost, body_of
 from tests.standins.fixtures import Standins
 from tests.standins.server import Reply
 
 pytestmark = pytest.mark.integration
-
-
-def ids_in(partition: str, count: int, prefix: str = "call") -> list[str]:
-    """`count` callIds whose hash puts them in `partition`."""
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        call_id = f"{prefix}-{i}"
-        if call_keys(call_id)[0] == partition:
-            found.append(call_id)
-        i += 1
-    return found
 
 
 @pytest.fixture

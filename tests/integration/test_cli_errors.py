@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from rich.cells import cell_len
 
 from shared import registry
 from shared.models import utc_now
+from tests.helpers import closed_port
 from tests.integration.cli_harness import ROOT, App
 from tests.standins.server import Reply
 
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def app(make_cli: Callable[..., App]) -> App:
     return make_cli()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _assert_json_error(run, code: str, exit_code: int) -> str:
@@ -66,7 +60,7 @@ def test_every_error_is_json_on_stdout_with_what_to_do_on_stderr(app, tmp_path):
     setting = _assert_json_error(app.run("--json", "calls", "list"), "invalidSettings", 2)
     assert "CALLS_TABLE_NAME" in setting and "local.settings.json" in setting
 
-    port = _closed_port()
+    port = closed_port()
     unreachable = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     app.write_settings(AzureWebJobsStorage=unreachable)
     storage = _assert_json_error(app.run("calls", "list", "--json"), "storageUnavailable", 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import certifi
 import pytest
 
 from shared.context import Context
+from tests.helpers import closed_port
 from tests.host import FunctionHost, body_of
 from tests.integration.cli_harness import ROOT, App, Run
 from tests.standins.fixtures import Standins
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def app(make_cli: Callable[..., App]) -> App:
     return make_cli()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _into_a_closed_pipe(app: App, *args: str) -> Run:
@@ -94,7 +88,7 @@ def test_use_development_storage_misspelt_says_what_was_meant(app):
 
 
 def test_storage_down_names_the_ports_azure_web_jobs_storage_names(app):
-    blob, queue, table = _closed_port(), _closed_port(), _closed_port()
+    blob, queue, table = closed_port(), closed_port(), closed_port()
     account = "AccountName=devstoreaccount1;AccountKey=a2V5"
     app.write_settings(
         AzureWebJobsStorage=f"DefaultEndpointsProtocol=http;{account};BlobEndpoint=http://127.0.0.1:{blob}/x;"

@@ -19,6 +19,7 @@ from shared.keepalive import run_tick, run_work
 from shared.models import INT32_MAX, MAX_LAST_ERROR, call_keys
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage
+from tests.helpers import ids_in
 from tests.host import FunctionHost, body_of
 from tests.integration.cli_harness import App
 from tests.standins.server import Reply
@@ -26,16 +27,6 @@ from tests.standins.server import Reply
 pytestmark = pytest.mark.integration
 
 HOSTILE = "x\nERROR forged line\r\x1b[2J\u202e\u2028\ufeff"
-
-
-def ids_in(partition: str, count: int, prefix: str) -> list[str]:
-    """`count` callIds whose hash puts them in `partition`."""
-    found, i = [], 0
-    while len(found) < count:
-        if call_keys(f"{prefix}-{i}")[0] == partition:
-            found.append(f"{prefix}-{i}")
-        i += 1
-    return found
 
 
 def unsafe_records(caplog: pytest.LogCaptureFixture) -> list[str]:

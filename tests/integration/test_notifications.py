@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from shared.models import utc_now
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FakeClock, RequestCounter
+from tests.helpers import closed_port
 from tests.host import FunctionHost, body_of
 from tests.integration.test_http_api import assert_error
 from tests.standins.openid import OpenIdStandin, SigningKey, tamper
@@ -448,14 +448,8 @@ def test_without_graph_client_id_every_token_is_refused(make_context, openid, ho
 
 
 # --- storage ------------------------------------------------------------------------------------------
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_storage_down_answers_503_after_the_token_is_checked(make_context, openid, host):
-    port = _closed_port()
+    port = closed_port()
     connection = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 
 from shared.settings import load_settings
 from shared.storage import Storage
+from tests.helpers import closed_port
 from tests.host import body_of
 from tests.integration.test_http_api import assert_error
 
@@ -58,12 +58,6 @@ def test_table_and_queue_are_created_when_missing(make_settings):
     assert Storage(settings).queue_client(settings.cleanup_queue_name).get_queue_properties().name
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 REQUESTS = [
     ("POST", "/api/calls", {"callId": "c"}),
     ("GET", "/api/calls", None),
@@ -74,7 +68,7 @@ REQUESTS = [
 
 @pytest.mark.parametrize(("method", "url", "body"), REQUESTS)
 def test_unreachable_storage_answers_503_with_retry_after_quickly(make_context, host, method, url, body):
-    port = _closed_port()
+    port = closed_port()
     connection = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"

@@ -13,7 +13,8 @@ from shared.context import Context
 from shared.errors import TransactionFailed
 from shared.storage._tablewire import query_pages, replace_all
 from tests.conftest import ContextFactory
-from tests.integration.test_batching import ids_in, register
+from tests.helpers import ids_in
+from tests.integration.test_batching import register
 
 pytestmark = pytest.mark.integration
 

@@ -11,22 +11,13 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.errors import EntityRefused, StorageUnavailable
-from shared.models import CallRecord, call_keys
+from shared.models import CallRecord
 from shared.storage import NotSaved
 from tests.fakes import MemoryStorage
+from tests.helpers import ids_in
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-
-
-def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        if call_keys(f"{prefix}{i}")[0] == partition:
-            found.append(f"{prefix}{i}")
-        i += 1
-    return found
 
 
 def stored(storage: MemoryStorage, *call_ids: str) -> list[CallRecord]:

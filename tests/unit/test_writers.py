@@ -16,20 +16,11 @@ from shared.settings import load_settings
 from shared.sweep import Unsaved
 from shared.writers import BatchWriter, DryRunSender, DryRunWriter
 from tests.fakes import MemoryStorage, check_violations
+from tests.helpers import ids_in
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OK = KeepAliveResult(status=200, attempts=1)
-
-
-def ids_in(partition: str, count: int, prefix: str = "c") -> list[str]:
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        if call_keys(f"{prefix}{i}")[0] == partition:
-            found.append(f"{prefix}{i}")
-        i += 1
-    return found
 
 
 def registered(storage: MemoryStorage, *call_ids: str) -> list[CallRecord]:
