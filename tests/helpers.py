@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from shared.models import call_keys
 
@@ -23,3 +24,25 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def note(
+    call_id: str,
+    state: Any,
+    *,
+    change_type: str = "updated",
+    url: str | None = None,
+    result_info: dict[str, Any] | None = None,
+    **resource: Any,
+) -> dict[str, Any]:
+    """One notification item about a call, as Graph sends it (`commsNotifications`' `value` holds these)."""
+    data: dict[str, Any] = {"@odata.type": "#microsoft.graph.call", "@odata.id": "/app/calls/" + call_id, **resource}
+    if state is not None:
+        data["state"] = state
+    if result_info is not None:
+        data["resultInfo"] = result_info
+    return {
+        "changeType": change_type,
+        "resourceUrl": url if url is not None else "/communications/calls/" + call_id,
+        "resourceData": data,
+    }

@@ -23,7 +23,7 @@ from shared.models import utc_now
 from tests.azurite import decode_event
 from tests.conftest import ContextFactory
 from tests.fakes import FakeClock, RequestCounter
-from tests.helpers import closed_port
+from tests.helpers import closed_port, note
 from tests.host import FunctionHost, body_of
 from tests.integration.test_http_api import assert_error
 from tests.standins.openid import OpenIdStandin, SigningKey, tamper
@@ -93,28 +93,6 @@ def app(make_context: ContextFactory, openid: OpenIdStandin, host: FunctionHost,
         GRAPH_NOTIFICATION_OPENID_URL=openid.config_url,
     )
     return App(context, clock, openid, host, azurite.connection_string)
-
-
-def note(
-    call_id: str,
-    state: Any,
-    *,
-    change_type: str = "updated",
-    url: str | None = None,
-    result_info: dict[str, Any] | None = None,
-    **resource: Any,
-) -> dict[str, Any]:
-    """One notification item about a call, as Graph sends it."""
-    data: dict[str, Any] = {"@odata.type": "#microsoft.graph.call", "@odata.id": "/app/calls/" + call_id, **resource}
-    if state is not None:
-        data["state"] = state
-    if result_info is not None:
-        data["resultInfo"] = result_info
-    return {
-        "changeType": change_type,
-        "resourceUrl": url if url is not None else "/communications/calls/" + call_id,
-        "resourceData": data,
-    }
 
 
 def payload(*items: dict[str, Any]) -> dict[str, Any]:

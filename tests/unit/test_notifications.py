@@ -15,6 +15,7 @@ from shared.errors import InvalidToken, StorageUnavailable
 from shared.models import CallRecord
 from shared.notifications import CallNotification, apply, bearer_token, call_id_of, fold, graph_result, parse_item
 from tests.fakes import FakeClock, MemoryStorage
+from tests.helpers import note
 
 CALL = "#microsoft.graph.call"
 
@@ -235,28 +236,6 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER_TENANT = "0b5e8a7c-3f0e-4a2b-9c1d-8e7f6a5b4c3d"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TERMINATED_INFO = {"@odata.type": "#microsoft.graph.resultInfo", "code": 200, "subcode": 4521, "message": "Hung up."}
-
-
-def note(
-    call_id: str,
-    state: Any,
-    *,
-    change_type: str = "updated",
-    url: str | None = None,
-    result_info: dict[str, Any] | None = None,
-    **resource: Any,
-) -> dict[str, Any]:
-    """One notification item about a call, as Graph sends it."""
-    data: dict[str, Any] = {"@odata.type": CALL, "@odata.id": "/app/calls/" + call_id, **resource}
-    if state is not None:
-        data["state"] = state
-    if result_info is not None:
-        data["resultInfo"] = result_info
-    return {
-        "changeType": change_type,
-        "resourceUrl": url if url is not None else "/communications/calls/" + call_id,
-        "resourceData": data,
-    }
 
 
 class Notified:
