@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.models import call_keys
@@ -45,4 +47,21 @@ def note(
         "changeType": change_type,
         "resourceUrl": url if url is not None else "/communications/calls/" + call_id,
         "resourceData": data,
+    }
+
+
+def raw_row(call_id: str, tenant: str | None = None, **properties: Any) -> dict[str, Any]:
+    """A calls-table entity as the app writes one for `call_id` (keys, a fresh registration, no failures, `{}`
+    metadata), with `properties` replacing or adding to it: to write with the SDK, bypassing the app."""
+    partition_key, row_key = call_keys(call_id)
+    return {
+        "PartitionKey": partition_key,
+        "RowKey": row_key,
+        "CallId": call_id,
+        "RegisteredAt": datetime(2026, 1, 1, tzinfo=UTC),
+        "RegistrationId": str(uuid.uuid4()),
+        "ConsecutiveFailures": 0,
+        "Metadata": "{}",
+        **({"TenantId": tenant} if tenant else {}),
+        **properties,
     }

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from shared.keepalive import run_tick, run_work
 from shared.models import INT32_MAX, MAX_LAST_ERROR, call_keys
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage
-from tests.helpers import ids_in
+from tests.helpers import ids_in, raw_row
 from tests.host import FunctionHost, body_of
 from tests.integration.cli_harness import App
 from tests.standins.server import Reply
@@ -119,18 +117,7 @@ def test_rows_beyond_what_registration_accepts_are_unreadable_everywhere(
     register(host, "healthy")
     surrogate, oversized = "meta-surrogate", "meta-oversized"
     for call_id, metadata in ((surrogate, '{"k":"\\ud800"}'), (oversized, '{"k":"' + "m" * 5000 + '"}')):
-        partition_key, row_key = call_keys(call_id)
-        ctx.storage.table().create_entity(
-            {
-                "PartitionKey": partition_key,
-                "RowKey": row_key,
-                "CallId": call_id,
-                "RegisteredAt": datetime(2026, 1, 1, tzinfo=UTC),
-                "RegistrationId": str(uuid.uuid4()),
-                "ConsecutiveFailures": 0,
-                "Metadata": metadata,
-            }
-        )
+        ctx.storage.table().create_entity(raw_row(call_id, Metadata=metadata))
         standins.graph.script(call_id, 404)  # were it read, Graph would end it: an event over 64 KiB for one
 
     summary = run_tick(ctx)
@@ -156,18 +143,8 @@ def test_rows_beyond_what_registration_accepts_are_unreadable_everywhere(
 def test_a_date_below_1000_is_never_read_nor_written_back_unpadded(ctx, host):
     register(host, "edge")
     ancient = "ancient"
-    partition_key, row_key = call_keys(ancient)
-    ctx.storage.table().create_entity(
-        {
-            "PartitionKey": partition_key,
-            "RowKey": row_key,
-            "CallId": ancient,
-            "RegisteredAt": EntityProperty("0999-06-01T00:00:00.000Z", EdmType.DATETIME),
-            "RegistrationId": str(uuid.uuid4()),
-            "ConsecutiveFailures": 0,
-            "Metadata": "{}",
-        }
-    )
+    ancient_row = raw_row(ancient, RegisteredAt=EntityProperty("0999-06-01T00:00:00.000Z", EdmType.DATETIME))
+    ctx.storage.table().create_entity(ancient_row)
     edge_partition, edge_row = call_keys("edge")
     ctx.storage.table().update_entity(
         {
@@ -184,7 +161,7 @@ def test_a_date_below_1000_is_never_read_nor_written_back_unpadded(ctx, host):
     assert host.request("GET", f"/api/calls/{ancient}").status_code == 404  # never a 500
     edge = record_of(host, "edge")  # written back, still read back
     assert edge["registeredAt"] == "1601-01-01T00:00:00.000Z" and edge["lastKeepAliveAt"] is not None
-    stored = ctx.storage.table().get_entity(partition_key, row_key)
+    stored = ctx.storage.table().get_entity(ancient_row["PartitionKey"], ancient_row["RowKey"])
     assert stored["RegisteredAt"].tables_service_value.startswith("0999-06-01")  # left as it was
 
 

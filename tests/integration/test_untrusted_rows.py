@@ -31,6 +31,7 @@ from shared.keepalive import run_tick, run_work
 from shared.models import call_keys, partition_of
 from tests.conftest import ContextFactory
 from tests.fakes import WorkMessage
+from tests.helpers import raw_row
 from tests.host import FunctionHost, body_of
 from tests.integration.cli_harness import App
 from tests.standins.fixtures import Standins
@@ -390,18 +391,7 @@ class World:
         self.sent: list[int] = []  # the base64 length of every queue message the app tried to send
 
     def row(self, call_id: str, tenant: str | None, **properties: Any) -> dict[str, Any]:
-        partition_key, row_key = call_keys(call_id)
-        entity = {
-            "PartitionKey": partition_key,
-            "RowKey": row_key,
-            "CallId": call_id,
-            "RegisteredAt": datetime(2026, 1, 1, tzinfo=UTC),
-            "RegistrationId": str(uuid.uuid4()),
-            "ConsecutiveFailures": 0,
-            "Metadata": "{}",
-            **({"TenantId": tenant} if tenant else {}),
-            **properties,
-        }
+        entity = raw_row(call_id, tenant, **properties)
         self.ctx.storage.table().create_entity(entity)
         return entity
 
